@@ -1,0 +1,21 @@
+//! The `keda.sh/v1alpha1` API: types, CRD generation and offline validation. No I/O, no async.
+
+pub mod common;
+pub mod crd;
+pub mod scaled_job;
+pub mod scaled_object;
+pub mod trigger_auth;
+pub mod validate;
+
+pub use common::{AuthenticationRef, AuthenticationRefKind, Condition, ScaleTriggers};
+pub use scaled_job::{ScaledJob, ScaledJobSpec, ScaledJobStatus};
+pub use scaled_object::{ScaledObject, ScaledObjectSpec, ScaledObjectStatus};
+pub use trigger_auth::{
+    AuthenticationSpec, ClusterTriggerAuthentication, TriggerAuthentication,
+    TriggerAuthenticationStatus,
+};
+
+/// API group of every KEDA kind.
+pub const GROUP: &str = "keda.sh";
+/// The only served version.
+pub const API_VERSION: &str = "keda.sh/v1alpha1";

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", keda_api::crd::all_yaml().unwrap_or_default());
+}

@@ -11,7 +11,7 @@ use crate::{ClusterTriggerAuthentication, ScaledJob, ScaledObject, TriggerAuthen
 
 /// File names under `config/crd/`, paired with their CRDs, in a stable order.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![
+    let mut crds = vec![
         ("keda.sh_scaledobjects.yaml", scaled_object()),
         ("keda.sh_scaledjobs.yaml", scaled_job()),
         ("keda.sh_triggerauthentications.yaml", TriggerAuthentication::crd()),
@@ -19,7 +19,20 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "keda.sh_clustertriggerauthentications.yaml",
             ClusterTriggerAuthentication::crd(),
         ),
-    ]
+    ];
+    for (_, crd) in &mut crds {
+        edit_schema(crd, add_type_meta);
+    }
+    crds
+}
+
+/// Declares apiVersion/kind/metadata at the root, as every controller-gen CRD (and KEDA's) does.
+fn add_type_meta(root: &mut Value) {
+    if let Some(props) = root.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert("apiVersion".into(), serde_json::json!({"type": "string"}));
+        props.insert("kind".into(), serde_json::json!({"type": "string"}));
+        props.insert("metadata".into(), serde_json::json!({"type": "object"}));
+    }
 }
 
 /// All four CRDs as one multi-document YAML stream, ready for `kubectl apply -f -`.
@@ -71,16 +84,79 @@ fn scaled_object() -> CustomResourceDefinition {
 
 fn scaled_job() -> CustomResourceDefinition {
     let mut crd = ScaledJob::crd();
-    // Pod template labels/annotations must survive pruning verbatim (KEDA does the same).
     edit_schema(&mut crd, |root| {
+        // KEDA's ScaledJob schema does not require `spec` at the root; stay as lenient.
+        if let Some(obj) = root.as_object_mut() {
+            obj.remove("required");
+        }
+        // Pod template labels/annotations must survive pruning verbatim (KEDA does the same).
         if let Some(meta) = property_mut(root, &["spec", "jobTargetRef", "template", "metadata"]) {
             *meta = serde_json::json!({
                 "type": "object",
                 "x-kubernetes-preserve-unknown-fields": true,
             });
         }
+        if let Some(job) = property_mut(root, &["spec", "jobTargetRef"]) {
+            relax_reference_names(job);
+        }
+        // KEDA v2.20 was built against Kubernetes 1.35, whose alpha PodSpec.workloadRef later
+        // gave way to schedulingGroup; keep accepting it so existing manifests still apply.
+        if let Some(pod_spec) = property_mut(root, &["spec", "jobTargetRef", "template", "spec"])
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        {
+            pod_spec.entry("workloadRef").or_insert_with(|| {
+                serde_json::json!({
+                    "type": "object",
+                    "description": "Reference to the Workload (and PodGroup) this Pod belongs to (Kubernetes 1.35 alpha).",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "podGroup": {"type": "string"},
+                        "podGroupReplicaKey": {"type": "string"},
+                    },
+                    "required": ["name", "podGroup"],
+                })
+            });
+        }
     });
     crd
+}
+
+/// Object references inside a pod spec (secretRef, configMapKeyRef, imagePullSecrets, …) have a
+/// `name` that the Kubernetes API defaults to "" rather than requiring; k8s-openapi marks it
+/// required. Restore the API's behaviour so the same manifests validate.
+fn relax_reference_names(node: &mut Value) {
+    let is_reference_name = |props: &serde_json::Map<String, Value>| {
+        props
+            .get("name")
+            .and_then(|n| n.get("description"))
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.starts_with("Name of the referent"))
+    };
+    if let Some(obj) = node.as_object_mut() {
+        let relax = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(is_reference_name);
+        if relax {
+            if let Some(required) = obj.get_mut("required").and_then(Value::as_array_mut) {
+                required.retain(|r| r != "name");
+                if required.is_empty() {
+                    obj.remove("required");
+                }
+            }
+            if let Some(name) = obj.get_mut("properties").and_then(|p| p.get_mut("name")) {
+                name["default"] = "".into();
+            }
+        }
+        for child in obj.values_mut() {
+            relax_reference_names(child);
+        }
+    } else if let Some(items) = node.as_array_mut() {
+        for item in items {
+            relax_reference_names(item);
+        }
+    }
 }
 
 fn edit_schema(crd: &mut CustomResourceDefinition, edit: impl FnOnce(&mut Value)) {

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::crd;
@@ -270,6 +271,181 @@ fn check_schema(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
     }
 }
 
+/// The findings for one object of a manifest stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    /// `Kind namespace/name` (or `Kind name` when cluster-scoped or without namespace).
+    pub object: String,
+    /// 0-based index of the YAML document in its stream.
+    pub document: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl ObjectReport {
+    pub fn is_valid(&self) -> bool {
+        self.problems.iter().all(|p| p.severity != Severity::Error)
+    }
+}
+
+/// A manifest stream that cannot be read as YAML/JSON at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document {document}: not valid YAML: {source}")]
+    Yaml {
+        document: usize,
+        #[source]
+        source: serde_yaml::Error,
+    },
+}
+
+/// Parses a multi-document YAML (or JSON) stream and validates every `keda.sh` object in it,
+/// including the items of `kind: List`. Other objects (Deployments, Secrets, …) are skipped.
+pub fn validate_manifests(text: &str) -> Result<Vec<ObjectReport>, ManifestError> {
+    let mut reports = Vec::new();
+    for (document, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(de).map_err(|source| ManifestError::Yaml { document, source })?;
+        if value.is_null() {
+            continue;
+        }
+        let json = yaml_to_json(&value, "");
+        collect_reports(document, json, &mut reports);
+    }
+    Ok(reports)
+}
+
+fn collect_reports(document: usize, json: Result<Value, Problem>, reports: &mut Vec<ObjectReport>) {
+    let value = match json {
+        Ok(v) => v,
+        Err(problem) => {
+            reports.push(ObjectReport { object: "document".into(), document, problems: vec![problem] });
+            return;
+        }
+    };
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if kind_name.ends_with("List") {
+        if let Some(items) = value.get("items").and_then(Value::as_array) {
+            for item in items {
+                collect_reports(document, Ok(item.clone()), reports);
+            }
+        }
+        return;
+    }
+    let group = api_version.split('/').next().unwrap_or_default();
+    if group != crate::GROUP || !api_version.contains('/') {
+        return;
+    }
+    let name = value.pointer("/metadata/name").and_then(Value::as_str);
+    let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    let object = match (name, namespace) {
+        (Some(n), Some(ns)) => format!("{kind_name} {ns}/{n}"),
+        (Some(n), None) => format!("{kind_name} {n}"),
+        (None, _) => format!("{kind_name} (unnamed)"),
+    };
+    let mut problems = Vec::new();
+    if api_version != crate::API_VERSION {
+        problems.push(Problem::error("apiVersion", format!("unsupported version {api_version:?}: keda.sh serves only v1alpha1")));
+    }
+    if name.is_none_or(str::is_empty) && value.pointer("/metadata/generateName").is_none() {
+        problems.push(Problem::error("metadata.name", "required field is missing"));
+    }
+    match Kind::from_name(kind_name) {
+        Some(kind) => problems.extend(validate_object(kind, &value)),
+        None => problems.push(Problem::error(
+            "kind",
+            format!("unknown kind {kind_name:?}: expected ScaledObject, ScaledJob, TriggerAuthentication or ClusterTriggerAuthentication"),
+        )),
+    }
+    reports.push(ObjectReport { object, document, problems });
+}
+
+/// Kubernetes objects are JSON: map keys must be strings and numbers must be finite.
+fn yaml_to_json(value: &serde_yaml::Value, path: &str) -> Result<Value, Problem> {
+    use serde_yaml::Value as Y;
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| Problem::error(path, format!("{f} is not a JSON number")))?
+            }
+        }
+        Y::String(s) => Value::String(s.clone()),
+        Y::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| yaml_to_json(item, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    other => {
+                        return Err(Problem::error(
+                            path,
+                            format!("map key {} is not a string", serde_yaml::to_string(other).unwrap_or_default().trim()),
+                        ));
+                    }
+                };
+                let child = yaml_to_json(v, &join(path, &key))?;
+                out.insert(key, child);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => yaml_to_json(&tagged.value, path)?,
+    })
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Whatever a user feeds in, validation answers with problems, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = validate_manifests(&text);
+        }
+
+        #[test]
+        fn arbitrary_specs_never_panic(
+            spec in proptest::collection::btree_map("[a-zA-Z]{1,20}", any_json(), 0..8),
+            kind in prop::sample::select(vec!["ScaledObject", "ScaledJob", "TriggerAuthentication", "ClusterTriggerAuthentication"]),
+        ) {
+            let object = serde_json::json!({"apiVersion": "keda.sh/v1alpha1", "kind": kind, "metadata": {"name": "x"}, "spec": spec});
+            let _ = validate_object(Kind::from_name(kind).expect("known kind"), &object);
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "[a-z0-9]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-zA-Z]{1,16}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +465,28 @@ mod tests {
             "metadata": {"name": "x"},
             "spec": {"scaleTargetRef": {"name": "w"}, "triggers": [{"type": "redis", "metadata": {}}]}
         })
+    }
+
+    #[test]
+    fn manifests_skip_other_objects_and_report_keda_ones() {
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n\n---\n\
+            apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s, namespace: n}\n\
+            spec: {scaleTargetRef: {name: d}, triggers: []}\n---\n\
+            apiVersion: keda.sh/v1alpha1\nkind: ScaledThing\nmetadata: {name: t}\n";
+        let reports = validate_manifests(text).expect("parses");
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[0].object, "ScaledObject n/s");
+        assert_eq!(reports[0].document, 2);
+        assert!(!reports[0].is_valid());
+        assert_eq!(reports[1].problems[0].field, "kind");
+    }
+
+    #[test]
+    fn non_yaml_is_an_error_and_non_string_keys_are_problems() {
+        assert!(validate_manifests("a: [b\n  c: {").is_err());
+        let reports = validate_manifests("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec: {1: 2}\n")
+            .expect("parses");
+        assert_eq!(reports[0].problems[0].field, "spec");
     }
 
     #[test]

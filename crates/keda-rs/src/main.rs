@@ -1,3 +1,40 @@
-fn main() {
-    print!("{}", keda_api::crd::all_yaml().unwrap_or_default());
+//! The `keda-rs` binary: one process for the operator and the tools around it.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keda-rs", version, about = "KEDA, the Kubernetes event-driven autoscaler, in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the four keda.sh CustomResourceDefinitions as multi-document YAML.
+    Crds(cmd::crds::Args),
+    /// Check KEDA manifests offline; exit 0 when valid, 1 when any object is invalid, 2 on unreadable input.
+    Validate(cmd::validate::Args),
+    /// Print version information.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds(args) => cmd::crds::run(&args),
+        Command::Validate(args) => cmd::validate::run(&args),
+        Command::Version => {
+            println!(
+                "keda-rs {} (API {}, KEDA v2.20 compatible)",
+                env!("CARGO_PKG_VERSION"),
+                keda_api::API_VERSION
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -1,0 +1,2 @@
+pub mod crds;
+pub mod validate;

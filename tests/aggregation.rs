@@ -22,7 +22,10 @@ async fn apiservice_round_trip_through_the_apiserver() {
 
     // Extension apiservers trust the aggregator's client certificate via this ConfigMap.
     let auth: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let auth = auth.get("extension-apiserver-authentication").await.expect("extension auth ConfigMap");
+    let auth = auth
+        .get("extension-apiserver-authentication")
+        .await
+        .expect("extension auth ConfigMap");
     let front_proxy_ca = auth
         .data
         .as_ref()
@@ -33,29 +36,50 @@ async fn apiservice_round_trip_through_the_apiserver() {
     // The aggregator always uses <service>.<namespace>.svc as the TLS server name.
     let ca = Authority::new("aggregation-test-ca").expect("CA");
     let dns = format!("{service_name}.{}.svc", ns.name);
-    let leaf = ca.issue_server("test-extension", &[&dns], &[]).expect("serving cert");
+    let leaf = ca
+        .issue_server("test-extension", &[&dns], &[])
+        .expect("serving cert");
     let group_for_handler = group.clone();
     let handler: tls_server::Handler = Arc::new(move |req| {
-        let user = req.headers().get("x-remote-user").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let user = req
+            .headers()
+            .get("x-remote-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let path = req.uri().path().to_string();
         if path == format!("/apis/{group_for_handler}/v1alpha1") {
-            json(200, &serde_json::json!({
-                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group_for_handler}/v1alpha1"),
-                "resources": [{"name": "echoes", "namespaced": true, "kind": "Echo", "verbs": ["get"]}]
-            }))
+            json(
+                200,
+                &serde_json::json!({
+                    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{group_for_handler}/v1alpha1"),
+                    "resources": [{"name": "echoes", "namespaced": true, "kind": "Echo", "verbs": ["get"]}]
+                }),
+            )
         } else if path.starts_with(&format!("/apis/{group_for_handler}/v1alpha1/namespaces/")) {
-            json(200, &serde_json::json!({
-                "kind": "Echo", "apiVersion": format!("{group_for_handler}/v1alpha1"),
-                "metadata": {"name": path.rsplit('/').next().unwrap_or_default()},
-                "remoteUser": user,
-            }))
+            json(
+                200,
+                &serde_json::json!({
+                    "kind": "Echo", "apiVersion": format!("{group_for_handler}/v1alpha1"),
+                    "metadata": {"name": path.rsplit('/').next().unwrap_or_default()},
+                    "remoteUser": user,
+                }),
+            )
         } else {
-            json(404, &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}))
+            json(
+                404,
+                &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}),
+            )
         }
     });
-    let server = tls_server::serve(&leaf.cert_pem, &leaf.key_pem, Some(&front_proxy_ca), handler)
-        .await
-        .expect("test server starts");
+    let server = tls_server::serve(
+        &leaf.cert_pem,
+        &leaf.key_pem,
+        Some(&front_proxy_ca),
+        handler,
+    )
+    .await
+    .expect("test server starts");
 
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let service: Service = serde_json::from_value(serde_json::json!({
@@ -63,7 +87,10 @@ async fn apiservice_round_trip_through_the_apiserver() {
         "spec": {"type": "ExternalName", "externalName": "localhost"}
     }))
     .expect("service");
-    services.create(&PostParams::default(), &service).await.expect("ExternalName service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("ExternalName service");
 
     let apiservices: Api<APIService> = Api::all(client.clone());
     let apiservice: APIService = serde_json::from_value(serde_json::json!({
@@ -77,12 +104,17 @@ async fn apiservice_round_trip_through_the_apiserver() {
         }
     }))
     .expect("apiservice");
-    apiservices.create(&PostParams::default(), &apiservice).await.expect("APIService created");
+    apiservices
+        .create(&PostParams::default(), &apiservice)
+        .await
+        .expect("APIService created");
 
     let outcome = round_trip(&client, &apiservices, &apiservice_name, &group, &ns.name).await;
     // Always unregister before the server goes away: an unavailable APIService stalls
     // discovery, namespace deletion and garbage collection for everyone sharing the cluster.
-    let _ = apiservices.delete(&apiservice_name, &DeleteParams::default()).await;
+    let _ = apiservices
+        .delete(&apiservice_name, &DeleteParams::default())
+        .await;
     drop(server);
     let (available, echo) = outcome.expect("aggregated round trip");
     assert_eq!(available, "True");
@@ -102,13 +134,19 @@ async fn round_trip(
 ) -> anyhow::Result<(String, serde_json::Value)> {
     let available = wait_for(Duration::from_secs(60), || async {
         let svc = apiservices.get(name).await.ok()?;
-        let cond = svc.status?.conditions?.into_iter().find(|c| c.type_ == "Available")?;
+        let cond = svc
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Available")?;
         (cond.status == "True").then_some(cond.status)
     })
     .await
     .map_err(|e| anyhow::anyhow!("APIService {name} never became Available: {e}"))?;
-    let request = http::Request::get(format!("/apis/{group}/v1alpha1/namespaces/{namespace}/echoes/hello"))
-        .body(Vec::new())?;
+    let request = http::Request::get(format!(
+        "/apis/{group}/v1alpha1/namespaces/{namespace}/echoes/hello"
+    ))
+    .body(Vec::new())?;
     let body = client.request_text(request).await?;
     Ok((available, serde_json::from_str(&body)?))
 }

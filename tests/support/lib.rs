@@ -27,7 +27,11 @@ pub async fn ensure_crds(client: &kube::Client) -> anyhow::Result<()> {
         crds.patch(&name, &params, &Patch::Apply(&crd)).await?;
         wait_for(Duration::from_secs(30), || async {
             let crd = crds.get(&name).await.ok()?;
-            let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
             established.then_some(())
         })
         .await
@@ -78,15 +82,23 @@ pub fn documents(yaml: &str) -> anyhow::Result<Vec<Value>> {
 
 /// Creates `object` in `namespace` (namespaced kinds) through discovery; returns the API error
 /// unchanged so tests can assert on the apiserver's message.
-pub async fn create(client: &kube::Client, namespace: &str, mut object: Value) -> Result<DynamicObject, kube::Error> {
-    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+pub async fn create(
+    client: &kube::Client,
+    namespace: &str,
+    mut object: Value,
+) -> Result<DynamicObject, kube::Error> {
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let kind = object["kind"].as_str().unwrap_or_default().to_string();
     let (group, version) = match api_version.split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
         None => (String::new(), api_version.clone()),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, &kind);
-    let (resource, caps): (ApiResource, ApiCapabilities) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let (resource, caps): (ApiResource, ApiCapabilities) =
+        kube::discovery::pinned_kind(client, &gvk).await?;
     let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
         object["metadata"]["namespace"] = Value::String(namespace.to_string());
         Api::namespaced_with(client.clone(), namespace, &resource)

@@ -32,18 +32,27 @@ impl Drop for TlsServer {
 
 /// Serves `handler` on 127.0.0.1 (random port) with the given certificate; when `client_ca_pem`
 /// is set, only clients presenting a certificate from that CA get through the handshake.
-pub async fn serve(cert_pem: &str, key_pem: &str, client_ca_pem: Option<&str>, handler: Handler) -> anyhow::Result<TlsServer> {
+pub async fn serve(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+    handler: Handler,
+) -> anyhow::Result<TlsServer> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let certs =
+        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match client_ca_pem {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
                 roots.add(cert?)?;
             }
-            builder.with_client_cert_verifier(WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?)
+            builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?,
+            )
         }
         None => builder.with_no_client_auth(),
     };
@@ -54,16 +63,22 @@ pub async fn serve(cert_pem: &str, key_pem: &str, client_ca_pem: Option<&str>, h
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let acceptor = acceptor.clone();
             let handler = handler.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 let service = hyper::service::service_fn(move |req| {
                     let handler = handler.clone();
                     async move { Ok::<_, std::convert::Infallible>(handler(req)) }
                 });
-                let _ = Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await;
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
             });
         }
     });

@@ -14,7 +14,10 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     let mut crds = vec![
         ("keda.sh_scaledobjects.yaml", scaled_object()),
         ("keda.sh_scaledjobs.yaml", scaled_job()),
-        ("keda.sh_triggerauthentications.yaml", TriggerAuthentication::crd()),
+        (
+            "keda.sh_triggerauthentications.yaml",
+            TriggerAuthentication::crd(),
+        ),
         (
             "keda.sh_clustertriggerauthentications.yaml",
             ClusterTriggerAuthentication::crd(),
@@ -173,7 +176,8 @@ fn edit_schema(crd: &mut CustomResourceDefinition, edit: impl FnOnce(&mut Value)
     };
     let mut root = serde_json::to_value(&props).unwrap_or(Value::Null);
     edit(&mut root);
-    schema.open_api_v3_schema = Some(serde_json::from_value::<JSONSchemaProps>(root).unwrap_or(props));
+    schema.open_api_v3_schema =
+        Some(serde_json::from_value::<JSONSchemaProps>(root).unwrap_or(props));
 }
 
 /// Walks `properties` (and array `items`) down a path of property names.

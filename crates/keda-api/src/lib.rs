@@ -1,5 +1,8 @@
 //! The `keda.sh/v1alpha1` API: types, CRD generation and offline validation. No I/O, no async.
 
+// kube-derive's repeated `printcolumn(...)` arguments look like duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod crd;
 pub mod scaled_job;

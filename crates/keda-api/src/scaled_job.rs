@@ -23,12 +23,36 @@ pub const DEFAULT_JOBS_HISTORY_LIMIT: i32 = 100;
     derive = "Default",
     printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicaCount"),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicaCount"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Active", type_ = "string", json_path = ".status.conditions[?(@.type==\"Active\")].status"),
-    printcolumn(name = "Paused", type_ = "string", json_path = ".status.conditions[?(@.type==\"Paused\")].status"),
-    printcolumn(name = "Triggers", type_ = "string", json_path = ".status.triggersTypes"),
-    printcolumn(name = "Authentications", type_ = "string", json_path = ".status.authenticationsTypes"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Paused\")].status"
+    ),
+    printcolumn(
+        name = "Triggers",
+        type_ = "string",
+        json_path = ".status.triggersTypes"
+    ),
+    printcolumn(
+        name = "Authentications",
+        type_ = "string",
+        json_path = ".status.authenticationsTypes"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScaledJobSpec {
@@ -60,6 +84,11 @@ pub struct ScaledJobSpec {
     pub scaling_strategy: Option<ScalingStrategy>,
     #[schemars(length(min = 1))]
     pub triggers: Vec<ScaleTriggers>,
+    /// Not a ScaledJob setting (Jobs run to completion; there is nothing to cool down), but
+    /// tutorials put it here and kubectl's strict validation would reject their manifests.
+    /// Accepted so they apply unchanged; it has no effect and `keda-rs validate` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_period: Option<i32>,
 }
 
 impl ScaledJobSpec {

@@ -28,17 +28,53 @@ pub const DEFAULT_MAX_REPLICA_COUNT: i32 = 100;
     category = "keda",
     derive = "PartialEq",
     derive = "Default",
-    printcolumn(name = "ScaleTargetKind", type_ = "string", json_path = ".status.scaleTargetKind"),
-    printcolumn(name = "ScaleTargetName", type_ = "string", json_path = ".spec.scaleTargetRef.name"),
+    printcolumn(
+        name = "ScaleTargetKind",
+        type_ = "string",
+        json_path = ".status.scaleTargetKind"
+    ),
+    printcolumn(
+        name = "ScaleTargetName",
+        type_ = "string",
+        json_path = ".spec.scaleTargetRef.name"
+    ),
     printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicaCount"),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicaCount"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Active", type_ = "string", json_path = ".status.conditions[?(@.type==\"Active\")].status"),
-    printcolumn(name = "Fallback", type_ = "string", json_path = ".status.conditions[?(@.type==\"Fallback\")].status"),
-    printcolumn(name = "Paused", type_ = "string", json_path = ".status.conditions[?(@.type==\"Paused\")].status"),
-    printcolumn(name = "Triggers", type_ = "string", json_path = ".status.triggersTypes"),
-    printcolumn(name = "Authentications", type_ = "string", json_path = ".status.authenticationsTypes"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status"
+    ),
+    printcolumn(
+        name = "Fallback",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Fallback\")].status"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Paused\")].status"
+    ),
+    printcolumn(
+        name = "Triggers",
+        type_ = "string",
+        json_path = ".status.triggersTypes"
+    ),
+    printcolumn(
+        name = "Authentications",
+        type_ = "string",
+        json_path = ".status.authenticationsTypes"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     cel,
@@ -112,10 +148,16 @@ pub struct ScaleTarget {
 
 impl ScaleTarget {
     pub fn api_version(&self) -> &str {
-        self.api_version.as_deref().filter(|v| !v.is_empty()).unwrap_or("apps/v1")
+        self.api_version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .unwrap_or("apps/v1")
     }
     pub fn kind(&self) -> &str {
-        self.kind.as_deref().filter(|k| !k.is_empty()).unwrap_or("Deployment")
+        self.kind
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or("Deployment")
     }
 }
 
@@ -190,7 +232,11 @@ pub struct ScaledObjectStatus {
     /// `group/version.Kind` of the target, e.g. `apps/v1.Deployment`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_target_kind: Option<String>,
-    #[serde(default, rename = "scaleTargetGVKR", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "scaleTargetGVKR",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_target_gvkr: Option<GroupVersionKindResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_replica_count: Option<i32>,

@@ -50,12 +50,34 @@ pub struct AuthenticationSpec {
     category = "keda",
     derive = "PartialEq",
     derive = "Default",
-    printcolumn(name = "PodIdentity", type_ = "string", json_path = ".spec.podIdentity.provider"),
-    printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretTargetRef[*].name"),
+    printcolumn(
+        name = "PodIdentity",
+        type_ = "string",
+        json_path = ".spec.podIdentity.provider"
+    ),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".spec.secretTargetRef[*].name"
+    ),
     printcolumn(name = "Env", type_ = "string", json_path = ".spec.env[*].name"),
-    printcolumn(name = "VaultAddress", type_ = "string", json_path = ".spec.hashiCorpVault.address"),
-    printcolumn(name = "ScaledObjects", type_ = "string", json_path = ".status.scaledobjects", priority = 1),
-    printcolumn(name = "ScaledJobs", type_ = "string", json_path = ".status.scaledjobs", priority = 1)
+    printcolumn(
+        name = "VaultAddress",
+        type_ = "string",
+        json_path = ".spec.hashiCorpVault.address"
+    ),
+    printcolumn(
+        name = "ScaledObjects",
+        type_ = "string",
+        json_path = ".status.scaledobjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "ScaledJobs",
+        type_ = "string",
+        json_path = ".status.scaledjobs",
+        priority = 1
+    )
 )]
 pub struct TriggerAuthenticationSpec {
     #[serde(flatten)]
@@ -73,13 +95,35 @@ pub struct TriggerAuthenticationSpec {
     category = "keda",
     derive = "PartialEq",
     derive = "Default",
-    printcolumn(name = "PodIdentity", type_ = "string", json_path = ".spec.podIdentity.provider"),
-    printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretTargetRef[*].name"),
+    printcolumn(
+        name = "PodIdentity",
+        type_ = "string",
+        json_path = ".spec.podIdentity.provider"
+    ),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".spec.secretTargetRef[*].name"
+    ),
     printcolumn(name = "Env", type_ = "string", json_path = ".spec.env[*].name"),
     printcolumn(name = "FilePath", type_ = "string", json_path = ".spec.filePath"),
-    printcolumn(name = "VaultAddress", type_ = "string", json_path = ".spec.hashiCorpVault.address"),
-    printcolumn(name = "ScaledObjects", type_ = "string", json_path = ".status.scaledobjects", priority = 1),
-    printcolumn(name = "ScaledJobs", type_ = "string", json_path = ".status.scaledjobs", priority = 1)
+    printcolumn(
+        name = "VaultAddress",
+        type_ = "string",
+        json_path = ".spec.hashiCorpVault.address"
+    ),
+    printcolumn(
+        name = "ScaledObjects",
+        type_ = "string",
+        json_path = ".status.scaledobjects",
+        priority = 1
+    ),
+    printcolumn(
+        name = "ScaledJobs",
+        type_ = "string",
+        json_path = ".status.scaledjobs",
+        priority = 1
+    )
 )]
 pub struct ClusterTriggerAuthenticationSpec {
     #[serde(flatten)]
@@ -121,7 +165,11 @@ pub struct AuthPodIdentity {
     pub identity_authority_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_owner: Option<IdentityOwner>,
@@ -303,7 +351,11 @@ pub struct AzureKeyVaultCredentials {
 #[serde(rename_all = "camelCase")]
 pub struct AzureKeyVaultCloudInfo {
     pub r#type: String,
-    #[serde(default, rename = "keyVaultResourceURL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyVaultResourceURL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_vault_resource_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_directory_endpoint: Option<String>,

@@ -94,6 +94,12 @@ pub fn validate_object(kind: Kind, object: &Value) -> Vec<Problem> {
     if kind == Kind::ScaledObject {
         check_scaled_object_rules(object, &mut problems);
     }
+    if kind == Kind::ScaledJob && object.pointer("/spec/cooldownPeriod").is_some() {
+        problems.push(Problem::warning(
+            "spec.cooldownPeriod",
+            "has no effect on a ScaledJob (accepted only so existing manifests apply)",
+        ));
+    }
     problems
 }
 
@@ -127,11 +133,12 @@ fn check_scaled_object_rules(object: &Value, problems: &mut Vec<Problem>) {
     }
     if let Err(errors) = ScaledObjectSpec::validate_cel(spec, None) {
         let text = errors.to_string();
-        let message = if text.contains("minReplicaCount must be less than or equal to maxReplicaCount") {
-            "minReplicaCount must be less than or equal to maxReplicaCount".to_string()
-        } else {
-            text
-        };
+        let message =
+            if text.contains("minReplicaCount must be less than or equal to maxReplicaCount") {
+                "minReplicaCount must be less than or equal to maxReplicaCount".to_string()
+            } else {
+                text
+            };
         problems.push(Problem::error("spec.minReplicaCount", message));
     }
 }
@@ -158,14 +165,27 @@ fn type_name(value: &Value) -> &'static str {
 
 /// Walks `value` against a structural OpenAPI v3 schema as the apiserver would.
 /// `is_root` skips `metadata` and the type meta, which the apiserver validates itself.
-fn check_schema(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Problem>, is_root: bool) {
+fn check_schema(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    problems: &mut Vec<Problem>,
+    is_root: bool,
+) {
     if value.is_null() {
         // Nulls in non-nullable fields are pruned by the apiserver, never rejected.
         return;
     }
-    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            problems.push(Problem::error(path, format!("must be an integer or a string, not {}", type_name(value))));
+            problems.push(Problem::error(
+                path,
+                format!("must be an integer or a string, not {}", type_name(value)),
+            ));
         }
         return;
     }
@@ -183,30 +203,41 @@ fn check_schema(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
         ));
         return;
     }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        if !options.iter().any(|o| o == value) {
-            let allowed: Vec<String> = options
-                .iter()
-                .filter(|o| !o.is_null())
-                .map(|o| o.to_string())
-                .collect();
-            problems.push(Problem::error(
-                path,
-                format!("unsupported value {value}: must be one of {}", allowed.join(", ")),
-            ));
-        }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.iter().any(|o| o == value)
+    {
+        let allowed: Vec<String> = options
+            .iter()
+            .filter(|o| !o.is_null())
+            .map(|o| o.to_string())
+            .collect();
+        problems.push(Problem::error(
+            path,
+            format!(
+                "unsupported value {value}: must be one of {}",
+                allowed.join(", ")
+            ),
+        ));
     }
     match value {
         Value::Number(n) => {
-            if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), n.as_f64()) {
-                if x < min {
-                    problems.push(Problem::error(path, format!("must be greater than or equal to {min}")));
-                }
+            if let (Some(min), Some(x)) =
+                (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
+                && x < min
+            {
+                problems.push(Problem::error(
+                    path,
+                    format!("must be greater than or equal to {min}"),
+                ));
             }
-            if let (Some(max), Some(x)) = (schema.get("maximum").and_then(Value::as_f64), n.as_f64()) {
-                if x > max {
-                    problems.push(Problem::error(path, format!("must be less than or equal to {max}")));
-                }
+            if let (Some(max), Some(x)) =
+                (schema.get("maximum").and_then(Value::as_f64), n.as_f64())
+                && x > max
+            {
+                problems.push(Problem::error(
+                    path,
+                    format!("must be less than or equal to {max}"),
+                ));
             }
             if schema.get("format").and_then(Value::as_str) == Some("int32")
                 && n.as_i64().is_none_or(|x| i32::try_from(x).is_err())
@@ -215,20 +246,23 @@ fn check_schema(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
             }
         }
         Value::String(s) => {
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-                if (s.chars().count() as u64) < min {
-                    problems.push(Problem::error(
-                        path,
-                        format!("must be at least {min} character(s) long"),
-                    ));
-                }
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && (s.chars().count() as u64) < min
+            {
+                problems.push(Problem::error(
+                    path,
+                    format!("must be at least {min} character(s) long"),
+                ));
             }
         }
         Value::Array(items) => {
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-                if (items.len() as u64) < min {
-                    problems.push(Problem::error(path, format!("must have at least {min} item(s)")));
-                }
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && (items.len() as u64) < min
+            {
+                problems.push(Problem::error(
+                    path,
+                    format!("must have at least {min} item(s)"),
+                ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -240,7 +274,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, problems: &mut Vec<Pr
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for name in required.iter().filter_map(Value::as_str) {
                     if map.get(name).is_none_or(Value::is_null) {
-                        problems.push(Problem::error(&join(path, name), "required field is missing"));
+                        problems.push(Problem::error(
+                            &join(path, name),
+                            "required field is missing",
+                        ));
                     }
                 }
             }
@@ -303,7 +340,8 @@ pub enum ManifestError {
 pub fn validate_manifests(text: &str) -> Result<Vec<ObjectReport>, ManifestError> {
     let mut reports = Vec::new();
     for (document, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(de).map_err(|source| ManifestError::Yaml { document, source })?;
+        let value = serde_yaml::Value::deserialize(de)
+            .map_err(|source| ManifestError::Yaml { document, source })?;
         if value.is_null() {
             continue;
         }
@@ -317,12 +355,22 @@ fn collect_reports(document: usize, json: Result<Value, Problem>, reports: &mut 
     let value = match json {
         Ok(v) => v,
         Err(problem) => {
-            reports.push(ObjectReport { object: "document".into(), document, problems: vec![problem] });
+            reports.push(ObjectReport {
+                object: "document".into(),
+                document,
+                problems: vec![problem],
+            });
             return;
         }
     };
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind_name = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind_name = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind_name.ends_with("List") {
         if let Some(items) = value.get("items").and_then(Value::as_array) {
             for item in items {
@@ -344,7 +392,10 @@ fn collect_reports(document: usize, json: Result<Value, Problem>, reports: &mut 
     };
     let mut problems = Vec::new();
     if api_version != crate::API_VERSION {
-        problems.push(Problem::error("apiVersion", format!("unsupported version {api_version:?}: keda.sh serves only v1alpha1")));
+        problems.push(Problem::error(
+            "apiVersion",
+            format!("unsupported version {api_version:?}: keda.sh serves only v1alpha1"),
+        ));
     }
     if name.is_none_or(str::is_empty) && value.pointer("/metadata/generateName").is_none() {
         problems.push(Problem::error("metadata.name", "required field is missing"));
@@ -356,7 +407,11 @@ fn collect_reports(document: usize, json: Result<Value, Problem>, reports: &mut 
             format!("unknown kind {kind_name:?}: expected ScaledObject, ScaledJob, TriggerAuthentication or ClusterTriggerAuthentication"),
         )),
     }
-    reports.push(ObjectReport { object, document, problems });
+    reports.push(ObjectReport {
+        object,
+        document,
+        problems,
+    });
 }
 
 /// Kubernetes objects are JSON: map keys must be strings and numbers must be finite.
@@ -393,7 +448,10 @@ fn yaml_to_json(value: &serde_yaml::Value, path: &str) -> Result<Value, Problem>
                     other => {
                         return Err(Problem::error(
                             path,
-                            format!("map key {} is not a string", serde_yaml::to_string(other).unwrap_or_default().trim()),
+                            format!(
+                                "map key {} is not a string",
+                                serde_yaml::to_string(other).unwrap_or_default().trim()
+                            ),
                         ));
                     }
                 };
@@ -433,7 +491,9 @@ mod proptests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
             "[a-z0-9]{0,8}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
@@ -484,14 +544,19 @@ mod tests {
     #[test]
     fn non_yaml_is_an_error_and_non_string_keys_are_problems() {
         assert!(validate_manifests("a: [b\n  c: {").is_err());
-        let reports = validate_manifests("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec: {1: 2}\n")
-            .expect("parses");
+        let reports = validate_manifests(
+            "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: s}\nspec: {1: 2}\n",
+        )
+        .expect("parses");
         assert_eq!(reports[0].problems[0].field, "spec");
     }
 
     #[test]
     fn minimal_scaled_object_is_valid() {
-        assert_eq!(errors(Kind::ScaledObject, minimal_so()), Vec::<String>::new());
+        assert_eq!(
+            errors(Kind::ScaledObject, minimal_so()),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -501,7 +566,9 @@ mod tests {
         so["spec"]["maxReplicaCount"] = json!(2);
         assert_eq!(
             errors(Kind::ScaledObject, so),
-            vec!["error: spec.minReplicaCount: minReplicaCount must be less than or equal to maxReplicaCount"]
+            vec![
+                "error: spec.minReplicaCount: minReplicaCount must be less than or equal to maxReplicaCount"
+            ]
         );
     }
 
@@ -519,19 +586,29 @@ mod tests {
     fn missing_triggers_and_empty_triggers() {
         let mut so = minimal_so();
         so["spec"].as_object_mut().map(|s| s.remove("triggers"));
-        assert_eq!(errors(Kind::ScaledObject, so), vec!["error: spec.triggers: required field is missing"]);
+        assert_eq!(
+            errors(Kind::ScaledObject, so),
+            vec!["error: spec.triggers: required field is missing"]
+        );
         let mut so = minimal_so();
         so["spec"]["triggers"] = json!([]);
-        assert_eq!(errors(Kind::ScaledObject, so), vec!["error: spec.triggers: must have at least 1 item(s)"]);
+        assert_eq!(
+            errors(Kind::ScaledObject, so),
+            vec!["error: spec.triggers: must have at least 1 item(s)"]
+        );
     }
 
     #[test]
     fn bad_enum_lists_the_allowed_values() {
         let mut so = minimal_so();
-        so["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 1, "behavior": "sometimes"});
+        so["spec"]["fallback"] =
+            json!({"failureThreshold": 3, "replicas": 1, "behavior": "sometimes"});
         let e = errors(Kind::ScaledObject, so);
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("error: spec.fallback.behavior: unsupported value \"sometimes\""), "{e:?}");
+        assert!(
+            e[0].starts_with("error: spec.fallback.behavior: unsupported value \"sometimes\""),
+            "{e:?}"
+        );
         assert!(e[0].contains("\"currentReplicasIfHigher\""));
     }
 
@@ -544,12 +621,33 @@ mod tests {
         so["spec"]["triggers"][0]["type"] = json!("");
         so["spec"]["triggers"][0]["metadata"] = json!({"listLength": 5});
         let e = errors(Kind::ScaledObject, so);
-        assert!(e.contains(&"error: spec.pollingInterval: must be of type integer, not string".to_string()), "{e:?}");
-        assert!(e.contains(&"error: spec.cooldownPeriod: must be greater than or equal to 0".to_string()), "{e:?}");
-        assert!(e.contains(&"error: spec.maxReplicaCount: must fit in a 32-bit integer".to_string()), "{e:?}");
-        assert!(e.contains(&"error: spec.triggers[0].type: must be at least 1 character(s) long".to_string()), "{e:?}");
         assert!(
-            e.contains(&"error: spec.triggers[0].metadata.listLength: must be of type string, not integer".to_string()),
+            e.contains(
+                &"error: spec.pollingInterval: must be of type integer, not string".to_string()
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(
+                &"error: spec.cooldownPeriod: must be greater than or equal to 0".to_string()
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"error: spec.maxReplicaCount: must fit in a 32-bit integer".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(
+                &"error: spec.triggers[0].type: must be at least 1 character(s) long".to_string()
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(
+                &"error: spec.triggers[0].metadata.listLength: must be of type string, not integer"
+                    .to_string()
+            ),
             "{e:?}"
         );
     }
@@ -587,8 +685,13 @@ mod tests {
             "spec": {"triggers": [{"type": "redis", "metadata": {}}], "scalingStrategy": {"strategy": "fast"}}
         });
         let e = errors(Kind::ScaledJob, sj);
-        assert!(e.contains(&"error: spec.jobTargetRef: required field is missing".to_string()), "{e:?}");
-        assert!(e.iter().any(|l| l.starts_with("error: spec.scalingStrategy.strategy: unsupported value \"fast\"")));
+        assert!(
+            e.contains(&"error: spec.jobTargetRef: required field is missing".to_string()),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|l| {
+            l.starts_with("error: spec.scalingStrategy.strategy: unsupported value \"fast\"")
+        }));
     }
 
     #[test]
@@ -598,7 +701,17 @@ mod tests {
             "spec": {"podIdentity": {"provider": "azure"}, "secretTargetRef": [{"parameter": "password", "name": "s"}]}
         });
         let e = errors(Kind::TriggerAuthentication, ta);
-        assert!(e.iter().any(|l| l.starts_with("error: spec.podIdentity.provider: unsupported value \"azure\"")), "{e:?}");
-        assert!(e.contains(&"error: spec.secretTargetRef[0].key: required field is missing".to_string()), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|l| l
+                    .starts_with("error: spec.podIdentity.provider: unsupported value \"azure\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(
+                &"error: spec.secretTargetRef[0].key: required field is missing".to_string()
+            ),
+            "{e:?}"
+        );
     }
 }

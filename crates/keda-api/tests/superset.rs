@@ -44,7 +44,10 @@ fn apply(doc: &mut Value, op: &Value) {
         node = next.unwrap_or_else(|| panic!("patch path {path} does not exist"));
     }
     match (op["op"].as_str(), last) {
-        (Some("add"), "-") => node.as_array_mut().expect("array").push(op["value"].clone()),
+        (Some("add"), "-") => node
+            .as_array_mut()
+            .expect("array")
+            .push(op["value"].clone()),
         (Some("add"), key) => {
             node[key] = op["value"].clone();
         }
@@ -56,16 +59,26 @@ fn apply(doc: &mut Value, op: &Value) {
 }
 
 fn our_schema(file: &str) -> Value {
-    let (_, crd) = keda_api::crd::all().into_iter().find(|(f, _)| *f == file).expect("we generate it");
+    let (_, crd) = keda_api::crd::all()
+        .into_iter()
+        .find(|(f, _)| *f == file)
+        .expect("we generate it");
     keda_api::crd::schema_of(&crd)
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 fn schema_type(schema: &Value) -> Option<&str> {
-    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return Some("int-or-string");
     }
     schema.get("type").and_then(Value::as_str)
@@ -83,31 +96,54 @@ fn compare(keda: &Value, ours: Option<&Value>, path: &str, gaps: &mut Vec<String
     }
     let our_type = schema_type(ours).unwrap_or("any");
     if keda_type != our_type && our_type != "any" {
-        gaps.push(format!("{path}: type {keda_type} in KEDA, {our_type} in ours"));
+        gaps.push(format!(
+            "{path}: type {keda_type} in KEDA, {our_type} in ours"
+        ));
         return;
     }
     if let Some(our_enum) = ours.get("enum").and_then(Value::as_array) {
         let keda_enum = keda.get("enum").and_then(Value::as_array);
         match keda_enum {
-            None => gaps.push(format!("{path}: ours restricts values to an enum, KEDA does not")),
+            None => gaps.push(format!(
+                "{path}: ours restricts values to an enum, KEDA does not"
+            )),
             Some(values) => {
                 for v in values.iter().filter(|v| !our_enum.contains(v)) {
-                    gaps.push(format!("{path}: enum value {v} accepted by KEDA, not by ours"));
+                    gaps.push(format!(
+                        "{path}: enum value {v} accepted by KEDA, not by ours"
+                    ));
                 }
             }
         }
     }
-    let keda_required: Vec<&Value> = keda.get("required").and_then(Value::as_array).map(|r| r.iter().collect()).unwrap_or_default();
-    for name in ours.get("required").and_then(Value::as_array).into_iter().flatten() {
+    let keda_required: Vec<&Value> = keda
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    for name in ours
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if !keda_required.contains(&name) {
             gaps.push(format!("{path}: ours requires {name}, KEDA does not"));
         }
     }
-    for (bound, tighter) in [("minimum", 1.0), ("maximum", -1.0), ("minItems", 1.0), ("minLength", 1.0)] {
+    for (bound, tighter) in [
+        ("minimum", 1.0),
+        ("maximum", -1.0),
+        ("minItems", 1.0),
+        ("minLength", 1.0),
+    ] {
         if let Some(our) = ours.get(bound).and_then(Value::as_f64) {
             match keda.get(bound).and_then(Value::as_f64) {
                 Some(k) if (our - k) * tighter <= 0.0 => {}
-                _ => gaps.push(format!("{path}: ours has {bound} {our}, KEDA {:?}", keda.get(bound))),
+                _ => gaps.push(format!(
+                    "{path}: ours has {bound} {our}, KEDA {:?}",
+                    keda.get(bound)
+                )),
             }
         }
     }
@@ -121,7 +157,12 @@ fn compare(keda: &Value, ours: Option<&Value>, path: &str, gaps: &mut Vec<String
         compare(items, ours.get("items"), &format!("{path}[]"), gaps);
     }
     if let Some(additional) = keda.get("additionalProperties").filter(|a| a.is_object()) {
-        compare(additional, ours.get("additionalProperties"), &format!("{path}{{}}"), gaps);
+        compare(
+            additional,
+            ours.get("additionalProperties"),
+            &format!("{path}{{}}"),
+            gaps,
+        );
     }
 }
 

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "keda-rs", version, about = "KEDA, the Kubernetes event-driven autoscaler, in Rust")]
+#[command(
+    name = "keda-rs",
+    version,
+    about = "KEDA, the Kubernetes event-driven autoscaler, in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -99,7 +99,13 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    fn boot(&mut self, bin: &Path, pki: &PkiFiles, api_port: u16, options: &Options) -> Result<(), Error> {
+    fn boot(
+        &mut self,
+        bin: &Path,
+        pki: &PkiFiles,
+        api_port: u16,
+        options: &Options,
+    ) -> Result<(), Error> {
         let started = Instant::now();
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -168,7 +174,11 @@ impl ControlPlane {
         self.wait("kube-apiserver", Duration::from_secs(90), || {
             runtime.block_on(async {
                 let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-                client.request_text(request).await.ok().filter(|body| body.trim() == "ok")
+                client
+                    .request_text(request)
+                    .await
+                    .ok()
+                    .filter(|body| body.trim() == "ok")
             })
         })?;
 
@@ -249,7 +259,12 @@ impl ControlPlane {
     }
 
     /// Polls `probe` until it yields a value, failing early when a process died.
-    fn wait<T>(&mut self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Result<T, Error> {
+    fn wait<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Result<T, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = probe() {
@@ -331,7 +346,8 @@ fn strings(args: &[&str]) -> Vec<String> {
 }
 
 fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(format!("no free port: {e}")))?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(format!("no free port: {e}")))?;
     listener
         .local_addr()
         .map(|a| a.port())
@@ -350,7 +366,11 @@ fn etcd_healthy(port: u16) -> Option<()> {
 }
 
 fn unique_temp_dir() -> Result<PathBuf, Error> {
-    let dir = std::env::temp_dir().join(format!("keda-rs-cluster-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "keda-rs-cluster-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     Ok(dir)
 }
@@ -375,7 +395,8 @@ pub fn binaries_dir() -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os("KEDA_RS_CONTROL_PLANE_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/build-control-plane.sh");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/build-control-plane.sh");
     let output = std::process::Command::new("bash")
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
@@ -386,8 +407,17 @@ pub fn binaries_dir() -> Result<PathBuf, Error> {
             source: e,
         })?;
     if !output.status.success() {
-        return Err(Error::Build(format!("{} failed with {}", script.display(), output.status)));
+        return Err(Error::Build(format!(
+            "{} failed with {}",
+            script.display(),
+            output.status
+        )));
     }
-    let dir = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_string();
+    let dir = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     Ok(PathBuf::from(dir))
 }

@@ -74,7 +74,11 @@ impl SharedCluster {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .take(40)
             .collect();
-        let name = format!("t-{}-{:06x}", slug.trim_matches('-'), rand::random::<u32>() & 0xff_ffff);
+        let name = format!(
+            "t-{}-{:06x}",
+            slug.trim_matches('-'),
+            rand::random::<u32>() & 0xff_ffff
+        );
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"keda-rs.test/namespace": "true"}}
@@ -87,7 +91,9 @@ impl SharedCluster {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         while accounts.get_opt("default").await.ok().flatten().is_none() {
             if tokio::time::Instant::now() > deadline {
-                panic!("namespace {name}: the default ServiceAccount never appeared (is the controller-manager running?)");
+                panic!(
+                    "namespace {name}: the default ServiceAccount never appeared (is the controller-manager running?)"
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }

@@ -64,7 +64,8 @@ impl Error {
 
 /// A client for the cluster a kubeconfig file points at.
 pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, Error> {
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let config = kube::config::Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
         .await
         .map_err(|e| Error::Kubeconfig(e.to_string()))?;

@@ -42,7 +42,12 @@ impl Authority {
     }
 
     /// A serving certificate for the given DNS names and IP addresses.
-    pub fn issue_server(&self, common_name: &str, dns: &[&str], ips: &[IpAddr]) -> Result<Leaf, Error> {
+    pub fn issue_server(
+        &self,
+        common_name: &str,
+        dns: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<Leaf, Error> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name, None);
         params.subject_alt_names = dns
@@ -51,16 +56,26 @@ impl Authority {
             .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
             .collect::<Result<_, rcgen::Error>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         self.sign(params)
     }
 
     /// A client certificate; `organization` becomes the Kubernetes group.
-    pub fn issue_client(&self, common_name: &str, organization: Option<&str>) -> Result<Leaf, Error> {
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+    ) -> Result<Leaf, Error> {
         let mut params = CertificateParams::default();
         params.distinguished_name = name(common_name, organization);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         self.sign(params)
     }
 
@@ -114,7 +129,12 @@ impl ClusterPki {
         let first_service_ip: IpAddr = [10, 0, 0, 1].into();
         let apiserver = ca.issue_server(
             "kube-apiserver",
-            &["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+            &[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ],
             &[loopback, first_service_ip],
         )?;
         let admin = ca.issue_client("test-admin", Some("system:masters"))?;
@@ -149,6 +169,8 @@ impl ClusterPki {
             let path = dir.join(file);
             std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
         }
-        Ok(PkiFiles { dir: dir.to_path_buf() })
+        Ok(PkiFiles {
+            dir: dir.to_path_buf(),
+        })
     }
 }

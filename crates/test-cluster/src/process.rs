@@ -72,7 +72,7 @@ impl Supervisor {
     }
 
     fn start_watchdog(&mut self, pgid: i32) -> Result<(), Error> {
-// procps `kill` (via env): dash's builtin cannot signal a process group.
+        // procps `kill` (via env): dash's builtin cannot signal a process group.
         let script = r#"read _; env kill -s TERM -- "-$0" 2>/dev/null; i=0
 while env kill -s 0 -- "-$0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 env kill -s KILL -- "-$0" 2>/dev/null; [ -n "$1" ] && rm -rf -- "$1"; exit 0"#;
@@ -93,7 +93,10 @@ env kill -s KILL -- "-$0" 2>/dev/null; [ -n "$1" ] && rm -rf -- "$1"; exit 0"#;
             program: "sh".into(),
             source: e,
         })?;
-        let stdin = child.stdin.take().ok_or_else(|| Error::Other("watchdog has no stdin".into()))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Other("watchdog has no stdin".into()))?;
         self.watchdog = Some((child, stdin));
         Ok(())
     }
@@ -115,7 +118,10 @@ env kill -s KILL -- "-$0" 2>/dev/null; [ -n "$1" ] && rm -rf -- "$1"; exit 0"#;
     }
 
     pub fn pids(&self) -> Vec<(String, u32)> {
-        self.children.iter().map(|(n, c)| (n.clone(), c.id())).collect()
+        self.children
+            .iter()
+            .map(|(n, c)| (n.clone(), c.id()))
+            .collect()
     }
 
     /// SIGTERM in reverse start order, SIGKILL whatever is still running after `grace`.

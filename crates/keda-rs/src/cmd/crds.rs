@@ -16,7 +16,11 @@ pub fn run(args: &Args) -> ExitCode {
         Some(dir) => write_files(dir),
         None => keda_api::crd::all_yaml()
             .map_err(|e| e.to_string())
-            .and_then(|yaml| std::io::stdout().write_all(yaml.as_bytes()).map_err(|e| e.to_string())),
+            .and_then(|yaml| {
+                std::io::stdout()
+                    .write_all(yaml.as_bytes())
+                    .map_err(|e| e.to_string())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,10 @@ use nix::unistd::Pid;
 use test_cluster::{ControlPlane, Options};
 
 #[derive(Parser)]
-#[command(name = "keda-rs-cluster", about = "A real local Kubernetes control plane for keda-rs tests and demos")]
+#[command(
+    name = "keda-rs-cluster",
+    about = "A real local Kubernetes control plane for keda-rs tests and demos"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +52,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -67,7 +72,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn up(dir: Option<PathBuf>, nodes: usize, hpa_sync_period: f64, stop_on_stdin_eof: bool) -> anyhow::Result<()> {
+fn up(
+    dir: Option<PathBuf>,
+    nodes: usize,
+    hpa_sync_period: f64,
+    stop_on_stdin_eof: bool,
+) -> anyhow::Result<()> {
     let options = Options {
         dir,
         nodes,
@@ -77,20 +87,31 @@ fn up(dir: Option<PathBuf>, nodes: usize, hpa_sync_period: f64, stop_on_stdin_eo
     let mut plane = ControlPlane::start(&options)?;
     let state = plane.dir().to_path_buf();
     std::fs::write(state.join("up.pid"), std::process::id().to_string())?;
-    let pids: Vec<String> = plane.pids().iter().map(|(n, p)| format!("{n} {p}")).collect();
+    let pids: Vec<String> = plane
+        .pids()
+        .iter()
+        .map(|(n, p)| format!("{n} {p}"))
+        .collect();
     std::fs::write(state.join("pids"), pids.join("\n"))?;
     std::fs::write(state.join("ready"), plane.server())?;
     println!("kubeconfig: {}", plane.kubeconfig_path().display());
     println!("export KUBECONFIG={}", plane.kubeconfig_path().display());
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let reason = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stdin_closed = async {
             if stop_on_stdin_eof {
                 let _ = tokio::task::spawn_blocking(|| {
                     let mut line = String::new();
-                    while std::io::stdin().lock().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    while std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .map(|n| n > 0)
+                        .unwrap_or(false)
+                    {
                         line.clear();
                     }
                 })

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the shared control plane, our CRDs installed once,
 //! fixtures applied into a test's namespace, and a small HTTPS server for aggregated APIs.
 
+pub mod operator;
 pub mod tls_server;
 
 use std::path::PathBuf;

@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: controllers, scale loops and the external-metrics API.
+    Operator(cmd::operator::Args),
     /// Print the four keda.sh CustomResourceDefinitions as multi-document YAML.
     Crds(cmd::crds::Args),
     /// Check KEDA manifests offline; exit 0 when valid, 1 when any object is invalid, 2 on unreadable input.
@@ -29,7 +31,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client=warn,kube_runtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
+        Command::Operator(args) => cmd::operator::run(&args),
         Command::Crds(args) => cmd::crds::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Version => {

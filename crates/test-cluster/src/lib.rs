@@ -7,6 +7,7 @@ pub mod control_plane;
 pub mod harness;
 pub mod pki;
 pub mod process;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 

@@ -1,2 +1,3 @@
 pub mod crds;
+pub mod operator;
 pub mod validate;

@@ -1,0 +1,15 @@
+//! The keda-rs operator: one process with the controllers, one scheduler for every poll loop,
+//! the scalers, the metric cache and the external-metrics API.
+
+pub mod controllers;
+pub mod events;
+pub mod executor;
+pub mod hpa;
+pub mod metric_cache;
+pub mod metrics_api;
+pub mod operator;
+pub mod pause;
+pub mod scale_loop;
+pub mod scheduler;
+pub mod status;
+pub mod target;

@@ -1,0 +1,273 @@
+//! Wires the operator together: the ScaledObject controller, the scale loops and the
+//! external-metrics API, in one process.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use keda_api::ScaledObject;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use kube::runtime::{Controller, WatchStreamExt, predicates};
+
+use crate::controllers::scaled_object::{self, Context};
+use crate::events::Events;
+use crate::scale_loop::ScaleLoops;
+
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Namespaces to watch; empty means all.
+    pub watch_namespace: Option<String>,
+    /// Concurrent ScaledObject reconciles (`KEDA_SCALEDOBJECT_CTRL_MAX_RECONCILES`).
+    pub max_reconciles: u16,
+    /// Polls in flight at once across all objects.
+    pub max_concurrent_polls: usize,
+    pub version: String,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            watch_namespace: None,
+            max_reconciles: 5,
+            max_concurrent_polls: 64,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// What triggers a ScaledObject reconcile (spec §2.1): spec (generation), annotations (pause,
+/// force-activation), labels, finalizers, deletion, and Ready turning True. Status-only writes
+/// (every poll) do not.
+fn reconcile_trigger(so: &ScaledObject) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    so.metadata.generation.hash(&mut h);
+    so.annotations().hash(&mut h);
+    so.labels().hash(&mut h);
+    so.finalizers().hash(&mut h);
+    so.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    crate::status::is_true(so.status.as_ref(), crate::status::READY).hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run_controllers(
+    client: kube::Client,
+    config: OperatorConfig,
+    loops: Arc<ScaleLoops>,
+    events: Events,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let scaled_objects: Api<ScaledObject> = match &config.watch_namespace {
+        Some(ns) if !ns.is_empty() => Api::namespaced(client.clone(), ns),
+        _ => Api::all(client.clone()),
+    };
+    let hpas: Api<HorizontalPodAutoscaler> = match &config.watch_namespace {
+        Some(ns) if !ns.is_empty() => Api::namespaced(client.clone(), ns),
+        _ => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    loops.set_store(reader.clone());
+    let so_stream = watcher(scaled_objects, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(reconcile_trigger, Default::default());
+    // Only spec changes of our HPAs matter; their status changes every HPA sync.
+    let hpa_stream = watcher(
+        hpas,
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=keda-operator"),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let ctx = Arc::new(Context {
+        client,
+        events,
+        loops,
+        version: config.version.clone(),
+    });
+    Controller::for_stream(so_stream, reader)
+        .owns_stream(hpa_stream)
+        .with_config(ControllerConfig::default().concurrency(config.max_reconciles))
+        .graceful_shutdown_on(shutdown)
+        .run(scaled_object::reconcile, scaled_object::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+}
+
+/// The external-metrics API as the operator serves it.
+#[derive(Debug, Clone)]
+pub struct MetricsApiOptions {
+    pub bind: std::net::SocketAddr,
+    /// Service and namespace the aggregator reaches us through (the certificate's DNS names).
+    pub service: String,
+    pub namespace: String,
+    /// Serving material and its CA; a self-signed pair is generated when `None`.
+    pub tls: Option<(crate::metrics_api::TlsMaterial, String)>,
+    /// Write our CA into `APIService v1beta1.external.metrics.k8s.io` if it exists.
+    pub patch_apiservice: bool,
+    /// Require the aggregator's front-proxy client certificate (read from the cluster).
+    pub authenticate_aggregator: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("external-metrics API: {0}")]
+    MetricsApi(#[from] crate::metrics_api::MetricsApiError),
+    #[error("patching APIService v1beta1.external.metrics.k8s.io: {0}")]
+    ApiService(#[source] kube::Error),
+}
+
+/// A running operator; dropping it does not stop it, call [`OperatorHandle::shutdown`].
+pub struct OperatorHandle {
+    pub metrics_addr: std::net::SocketAddr,
+    /// CA of the metrics API's serving certificate (for an APIService `caBundle`).
+    pub metrics_ca_pem: String,
+    pub loops: Arc<ScaleLoops>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl OperatorHandle {
+    /// Stops the controllers, the scale loops and the metrics API, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.loops.shutdown().await;
+    }
+}
+
+struct LoopsProvider(Arc<ScaleLoops>);
+
+impl crate::metrics_api::MetricsProvider for LoopsProvider {
+    fn get(
+        &self,
+        namespace: &str,
+        scaled_object: &str,
+        metric_name: &str,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<Vec<crate::metrics_api::ExternalMetricSample>, crate::metrics_api::MetricsError>,
+    > {
+        let (namespace, scaled_object, metric_name) = (
+            namespace.to_string(),
+            scaled_object.to_string(),
+            metric_name.to_string(),
+        );
+        Box::pin(async move {
+            use crate::metrics_api::{ExternalMetricSample, MetricsError};
+            use crate::scale_loop::ReadError;
+            match self
+                .0
+                .read_metric(&namespace, &scaled_object, &metric_name)
+                .await
+            {
+                Ok(values) => Ok(values
+                    .into_iter()
+                    .map(|(metric_name, value)| ExternalMetricSample {
+                        metric_name,
+                        value,
+                        timestamp: std::time::SystemTime::now(),
+                    })
+                    .collect()),
+                Err(ReadError::NotFound(_)) => Err(MetricsError::NotFound),
+                Err(ReadError::Scaler(e)) => Err(MetricsError::Backend(format!(
+                    "metric:{metric_name} encountered error: {e}"
+                ))),
+            }
+        })
+    }
+}
+
+/// Starts the whole operator: scale loops, controllers and the external-metrics API.
+pub async fn start(
+    client: kube::Client,
+    config: OperatorConfig,
+    metrics: MetricsApiOptions,
+) -> Result<OperatorHandle, StartError> {
+    use crate::metrics_api::{self, MetricsServerConfig, RequestHeaderAuth};
+    let events = Events::new(client.clone());
+    let loops = ScaleLoops::new(client.clone(), events.clone(), config.max_concurrent_polls);
+    let (tls, ca_pem) = match metrics.tls.clone() {
+        Some(pair) => pair,
+        None => metrics_api::self_signed(&metrics.service, &metrics.namespace)?,
+    };
+    let auth = if metrics.authenticate_aggregator {
+        RequestHeaderAuth::load(client.clone()).await?
+    } else {
+        RequestHeaderAuth::default()
+    };
+    let server = metrics_api::bind(MetricsServerConfig {
+        bind: metrics.bind,
+        tls,
+        client_ca_pem: auth.client_ca_pem,
+        allowed_names: auth.allowed_names,
+    })
+    .await?;
+    let metrics_addr = server.local_addr();
+    if metrics.patch_apiservice {
+        patch_apiservice_ca(&client, &ca_pem)
+            .await
+            .map_err(StartError::ApiService)?;
+    }
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let provider: Arc<dyn metrics_api::MetricsProvider> = Arc::new(LoopsProvider(loops.clone()));
+    let metrics_task = tokio::spawn({
+        let shutdown = wait_stop(stop_rx.clone());
+        async move {
+            if let Err(e) = server.serve(provider, shutdown).await {
+                tracing::error!(error = %e, "external-metrics API stopped");
+            }
+        }
+    });
+    let controller_task = tokio::spawn(run_controllers(
+        client,
+        config,
+        loops.clone(),
+        events,
+        wait_stop(stop_rx),
+    ));
+    Ok(OperatorHandle {
+        metrics_addr,
+        metrics_ca_pem: ca_pem,
+        loops,
+        stop,
+        tasks: vec![controller_task, metrics_task],
+    })
+}
+
+async fn patch_apiservice_ca(client: &kube::Client, ca_pem: &str) -> Result<(), kube::Error> {
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    let api: Api<APIService> = Api::all(client.clone());
+    let name = "v1beta1.external.metrics.k8s.io";
+    if api.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"spec": {"caBundle": k8s_openapi::ByteString(ca_pem.as_bytes().to_vec()), "insecureSkipTLSVerify": false}});
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}

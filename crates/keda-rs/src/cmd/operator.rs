@@ -1,0 +1,128 @@
+//! `keda-rs operator`: the controllers, the scale loops and the external-metrics API in one
+//! process, against the cluster of the current kubeconfig or in-cluster configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use keda_operator::metrics_api::TlsMaterial;
+use keda_operator::operator::{self, MetricsApiOptions, OperatorConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kubeconfig to use; otherwise $KUBECONFIG, ~/.kube/config, or the in-cluster configuration.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespaces to watch; empty watches all (KEDA's WATCH_NAMESPACE).
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    watch_namespace: String,
+    /// Where the external-metrics API listens.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    metrics_api_bind_address: SocketAddr,
+    /// Service the aggregator reaches the external-metrics API through.
+    #[arg(long, default_value = "keda-metrics-apiserver")]
+    metrics_server_service_name: String,
+    /// Namespace of that Service (KEDA's POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "keda")]
+    pod_namespace: String,
+    /// Folder with tls.crt, tls.key and ca.crt for the external-metrics API; self-signed if absent.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Write our CA into APIService v1beta1.external.metrics.k8s.io at start.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_apiservice_patching: bool,
+    /// Require the aggregator's front-proxy client certificate on metric reads.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    authenticate_aggregator: bool,
+    /// Concurrent ScaledObject reconciles.
+    #[arg(
+        long,
+        env = "KEDA_SCALEDOBJECT_CTRL_MAX_RECONCILES",
+        default_value_t = 5
+    )]
+    max_reconciles: u16,
+    /// Polls in flight at once, across all objects.
+    #[arg(long, default_value_t = 64)]
+    max_concurrent_polls: usize,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keda-rs operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_async(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keda-rs operator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn load_tls(dir: &std::path::Path) -> anyhow::Result<(TlsMaterial, String)> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .with_context(|| format!("reading {}", dir.join(f).display()))
+    };
+    Ok((
+        TlsMaterial {
+            cert_pem: read("tls.crt")?,
+            key_pem: read("tls.key")?,
+        },
+        read("ca.crt")?,
+    ))
+}
+
+async fn run_async(args: &Args) -> anyhow::Result<()> {
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let tls = args.cert_dir.as_deref().map(load_tls).transpose()?;
+    let config = OperatorConfig {
+        watch_namespace: Some(args.watch_namespace.trim_matches('"').to_string())
+            .filter(|n| !n.is_empty()),
+        max_reconciles: args.max_reconciles,
+        max_concurrent_polls: args.max_concurrent_polls,
+        ..OperatorConfig::default()
+    };
+    let handle = operator::start(
+        client,
+        config,
+        MetricsApiOptions {
+            bind: args.metrics_api_bind_address,
+            service: args.metrics_server_service_name.clone(),
+            namespace: args.pod_namespace.clone(),
+            tls,
+            patch_apiservice: args.enable_apiservice_patching,
+            authenticate_aggregator: args.authenticate_aggregator,
+        },
+    )
+    .await?;
+    tracing::info!(metrics_api = %handle.metrics_addr, "keda-rs operator running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}

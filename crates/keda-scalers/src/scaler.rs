@@ -1,0 +1,26 @@
+//! The `Scaler` trait every trigger type implements.
+
+use async_trait::async_trait;
+
+use crate::error::ScalerError;
+use crate::metrics::{MetricSpec, MetricValue};
+
+/// A built trigger: knows its metric specs and answers polls. Shared as `Arc<dyn Scaler>` between
+/// the scale loop and the metrics API, so every method takes `&self`.
+#[async_trait]
+pub trait Scaler: Send + Sync {
+    /// The metrics this trigger contributes to the HPA. Pure: no I/O.
+    fn metric_specs(&self) -> Vec<MetricSpec>;
+
+    /// Reads the backend for `metric_name` (one of the names from [`Scaler::metric_specs`]). Returns
+    /// the values, named as asked, and whether the trigger is active (value strictly above the
+    /// activation threshold unless the scaler documents otherwise).
+    async fn metrics_and_activity(
+        &self,
+        metric_name: &str,
+    ) -> Result<(Vec<MetricValue>, bool), ScalerError>;
+
+    /// Releases backend resources (its share of a pooled client). Later polls fail with a backend
+    /// error. Idempotent.
+    async fn close(&self);
+}

@@ -1,0 +1,3 @@
+//! One module per scaler (or a folder per family once a family shares code).
+
+pub mod redis;

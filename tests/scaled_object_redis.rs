@@ -522,3 +522,110 @@ async fn operator_restart_loses_nothing_and_creates_no_duplicate_hpa() {
     assert_eq!(so.metadata.finalizers.map(|f| f.len()), Some(1));
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn unreachable_redis_holds_or_falls_back_and_recovers() {
+    shared_operator();
+    let ns = shared().namespace("so-unreachable").await;
+    let mut redis = RedisServer::start();
+    deployment(&ns, "with-fallback", 0).await;
+    deployment(&ns, "no-fallback", 0).await;
+    let fast_scale_down = serde_json::json!({"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}});
+    let api = ns.api::<ScaledObject>();
+    let with_fallback = scaled_object(
+        "with-fallback",
+        "with-fallback",
+        redis_trigger(&redis, "a"),
+        serde_json::json!({"fallback": {"failureThreshold": 2, "replicas": 4}, "advanced": fast_scale_down}),
+    );
+    let no_fallback = scaled_object(
+        "no-fallback",
+        "no-fallback",
+        redis_trigger(&redis, "b"),
+        serde_json::json!({}),
+    );
+    api.create(&PostParams::default(), &with_fallback)
+        .await
+        .expect("created");
+    api.create(&PostParams::default(), &no_fallback)
+        .await
+        .expect("created");
+    redis.push(0, "a", 7);
+    redis.push(0, "b", 7);
+    wait_replicas(&ns, "with-fallback", 2, Duration::from_secs(60))
+        .await
+        .expect("ceil(7/5)");
+    wait_replicas(&ns, "no-fallback", 2, Duration::from_secs(60))
+        .await
+        .expect("ceil(7/5)");
+
+    redis.kill();
+    // Without a fallback: Ready=False TriggerError once the object is inactive, and no scaling.
+    let (status, reason, _) = wait_for(Duration::from_secs(30), || async {
+        condition(&ns, "no-fallback", "Ready")
+            .await
+            .filter(|c| c.1 == "TriggerError")
+    })
+    .await
+    .expect("no-fallback: Ready=False TriggerError");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TriggerError")
+    );
+    // With a fallback: past 2 failures the HPA is fed target × 4 and goes to 4 replicas.
+    wait_replicas(&ns, "with-fallback", 4, Duration::from_secs(60))
+        .await
+        .expect("fallback replicas");
+    let fallback = condition(&ns, "with-fallback", "Fallback")
+        .await
+        .expect("Fallback condition");
+    assert_eq!(
+        (fallback.0.as_str(), fallback.1.as_str()),
+        ("True", "FallbackExists")
+    );
+    let health = api
+        .get("with-fallback")
+        .await
+        .expect("so")
+        .status
+        .and_then(|s| s.health)
+        .unwrap_or_default();
+    assert_eq!(
+        health.get("s0-redis-a").and_then(|h| h.status.as_deref()),
+        Some("Failing"),
+        "{health:?}"
+    );
+    // Well past the 5 s cooldown, neither was taken to zero.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        replicas(&ns, "no-fallback").await,
+        Some(2),
+        "no scale to zero while the source is down"
+    );
+    assert_eq!(replicas(&ns, "with-fallback").await, Some(4));
+
+    // Redis comes back (empty): both recover without any restart.
+    redis.restart();
+    redis.push(0, "a", 3);
+    redis.push(0, "b", 3);
+    wait_for(Duration::from_secs(30), || async {
+        condition(&ns, "with-fallback", "Fallback")
+            .await
+            .filter(|c| c.0 == "False")
+            .map(|_| ())
+    })
+    .await
+    .expect("fallback ends");
+    wait_replicas(&ns, "with-fallback", 1, Duration::from_secs(60))
+        .await
+        .expect("back to ceil(3/5)");
+    wait_for(Duration::from_secs(30), || async {
+        condition(&ns, "no-fallback", "Ready")
+            .await
+            .filter(|c| c.0 == "True")
+            .map(|_| ())
+    })
+    .await
+    .expect("no-fallback: Ready again");
+    ns.delete().await;
+}

@@ -4,6 +4,7 @@
 pub mod controllers;
 pub mod events;
 pub mod executor;
+pub mod fallback;
 pub mod hpa;
 pub mod metric_cache;
 pub mod metrics_api;

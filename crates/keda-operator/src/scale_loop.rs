@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keda_api::ScaledObject;
 use keda_api::common::TriggerActivityStatus;
+use keda_api::scaled_object::HealthStatus;
 use keda_scalers::{
     MetricSpec, MetricTargetKind, Pools, Registry, Scaler, ScalerConfig, ScalerError,
 };
@@ -71,6 +72,8 @@ struct RuntimeState {
     /// Authoritative in memory; persisted to status in a coalesced way.
     last_active: Option<Timestamp>,
     target: Option<ScaleTarget>,
+    /// Consecutive failures per external metric (status.health while a fallback is set).
+    failures: BTreeMap<String, i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,18 @@ pub enum ReadError {
     NotFound(String),
     #[error("{0}")]
     Scaler(#[from] ScalerError),
+}
+
+/// What one poll found out.
+#[derive(Default)]
+struct PollOutcome {
+    is_active: bool,
+    is_error: bool,
+    activity: BTreeMap<String, TriggerActivityStatus>,
+    active_metrics: Vec<String>,
+    fallback_active: bool,
+    /// Failure counts, only when a fallback is configured.
+    health: Option<BTreeMap<String, i32>>,
 }
 
 pub struct ScaleLoops {
@@ -165,7 +180,16 @@ impl ScaleLoops {
         {
             return Ok(cache.clone());
         }
-        let built = Arc::new(self.build_scalers(so).await?);
+        let built = match self.build_scalers(so).await {
+            Ok(b) => Arc::new(b),
+            // The backend is down right now: keep polling through the scalers we have (their
+            // clients reconnect by themselves), so failures are counted and fallback applies.
+            Err(e) if e.is_backend() && slot.is_some() => {
+                tracing::info!(error = %e, "backend unreachable while rebuilding scalers; keeping the previous ones");
+                return slot.clone().ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(old) = slot.replace(built.clone()) {
             tokio::spawn(async move { old.close().await });
         }
@@ -198,15 +222,6 @@ impl ScaleLoops {
             generation: so.metadata.generation,
             triggers,
         })
-    }
-
-    /// Drops the scalers so the next use rebuilds them (and re-resolves credentials).
-    async fn invalidate(&self, key: &ObjectKey) {
-        let state = self.state(key);
-        let old = state.scalers.lock().await.take();
-        if let Some(old) = old {
-            tokio::spawn(async move { old.close().await });
-        }
     }
 
     /// Starts (or updates) the object's loop; true when no loop existed before.
@@ -277,11 +292,11 @@ impl ScaleLoops {
             }
         };
         let namespace = key.namespace.as_str();
-        let mut is_active = false;
-        let mut is_error = false;
+        let state = self.state(&key);
+        let fallback = crate::fallback::valid(so.spec.fallback.as_ref()).cloned();
+        let mut outcome = PollOutcome::default();
         let mut only_resource_metrics = true;
-        let mut activity = BTreeMap::new();
-        let mut active_metrics = Vec::new();
+        let mut current_for_fallback: Option<i32> = None;
         for trigger in &cache.triggers {
             for spec in &trigger.specs {
                 let Some(metric) = spec.external_metric_name() else {
@@ -290,15 +305,16 @@ impl ScaleLoops {
                 only_resource_metrics = false;
                 match read_with_timeout(trigger.scaler.as_ref(), metric).await {
                     Ok((values, active)) => {
+                        self.set_failures(&state, metric, 0);
                         for v in values {
                             self.cache
                                 .store(namespace, &key.name, &v.metric_name, v.value);
                         }
                         if active {
-                            active_metrics.push(metric.to_string());
+                            outcome.active_metrics.push(metric.to_string());
                         }
-                        is_active |= active;
-                        activity.insert(
+                        outcome.is_active |= active;
+                        outcome.activity.insert(
                             metric.to_string(),
                             TriggerActivityStatus {
                                 is_active: Some(active),
@@ -306,34 +322,88 @@ impl ScaleLoops {
                         );
                     }
                     Err(e) => {
-                        is_error = true;
-                        tracing::warn!(object = %key, %metric, error = %e, "scaler failed");
+                        let failures = self.bump_failures(&state, metric);
+                        tracing::warn!(object = %key, %metric, failures, error = %e, "scaler failed");
                         self.events
                             .warning(so.as_ref(), events::SCALER_FAILED, e.to_string())
                             .await;
+                        match fallback
+                            .as_ref()
+                            .filter(|f| crate::fallback::applies(f, failures))
+                        {
+                            Some(f) => {
+                                // Past the threshold: serve target × R and count as active.
+                                let current = match current_for_fallback {
+                                    Some(c) => c,
+                                    None => {
+                                        let c = self.current_replicas(&key, &so).await.unwrap_or(0);
+                                        current_for_fallback = Some(c);
+                                        c
+                                    }
+                                };
+                                let r = crate::fallback::replicas(f, current);
+                                let value = crate::fallback::metric_value(spec.target().value, r);
+                                self.cache.store(namespace, &key.name, metric, value);
+                                outcome.is_active = true;
+                                outcome.fallback_active = true;
+                                outcome.active_metrics.push(metric.to_string());
+                                outcome.activity.insert(
+                                    metric.to_string(),
+                                    TriggerActivityStatus {
+                                        is_active: Some(true),
+                                    },
+                                );
+                            }
+                            None => outcome.is_error = true,
+                        }
                     }
                 }
             }
         }
-        if only_resource_metrics && !is_error {
-            is_active = true;
+        if only_resource_metrics && !outcome.is_error {
+            outcome.is_active = true;
         }
-        if is_error {
-            self.invalidate(&key).await;
+        if fallback.is_some() {
+            outcome.health = state.runtime.lock().ok().map(|rt| rt.failures.clone());
         }
-        self.execute(&key, &so, is_active, is_error, activity, active_metrics)
-            .await;
+        self.execute(&key, &so, outcome).await;
     }
 
-    async fn execute(
-        &self,
-        key: &ObjectKey,
-        so: &ScaledObject,
-        is_active: bool,
-        is_error: bool,
-        activity: BTreeMap<String, TriggerActivityStatus>,
-        active_metrics: Vec<String>,
-    ) {
+    fn set_failures(&self, state: &ObjectState, metric: &str, n: i32) {
+        if let Ok(mut rt) = state.runtime.lock() {
+            rt.failures.insert(metric.to_string(), n);
+        }
+    }
+
+    fn bump_failures(&self, state: &ObjectState, metric: &str) -> i32 {
+        match state.runtime.lock() {
+            Ok(mut rt) => {
+                let n = rt.failures.entry(metric.to_string()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        }
+    }
+
+    async fn current_replicas(&self, key: &ObjectKey, so: &ScaledObject) -> Option<i32> {
+        let state = self.state(key);
+        let target = match state.runtime.lock().ok().and_then(|rt| rt.target.clone()) {
+            Some(t) => t,
+            None => ScaleTarget::resolve(&self.client, so).await.ok()?,
+        };
+        target.replicas(&self.client).await.ok()
+    }
+
+    async fn execute(&self, key: &ObjectKey, so: &ScaledObject, outcome: PollOutcome) {
+        let PollOutcome {
+            is_active,
+            is_error,
+            activity,
+            active_metrics,
+            fallback_active,
+            health,
+        } = outcome;
         let state = self.state(key);
         let target = match state.runtime.lock().ok().and_then(|rt| rt.target.clone()) {
             Some(t) => t,
@@ -466,6 +536,38 @@ impl ScaleLoops {
                 decision.active.reason,
                 decision.active.message,
             );
+            if let Some(health) = &health {
+                s.health = Some(
+                    health
+                        .iter()
+                        .map(|(metric, failures)| {
+                            let status = if *failures == 0 { "Happy" } else { "Failing" };
+                            let health = HealthStatus {
+                                number_of_failures: Some(*failures),
+                                status: Some(status.to_string()),
+                            };
+                            (metric.clone(), health)
+                        })
+                        .collect(),
+                );
+                if fallback_active {
+                    status::set(
+                        s,
+                        status::FALLBACK,
+                        "True",
+                        "FallbackExists",
+                        "At least one trigger is falling back on this scaled object",
+                    );
+                } else {
+                    status::set(
+                        s,
+                        status::FALLBACK,
+                        "False",
+                        "NoFallbackFound",
+                        "No fallbacks are active on this scaled object",
+                    );
+                }
+            }
             if !activity.is_empty() {
                 let mut merged = s.triggers_activity.clone().unwrap_or_default();
                 merged.extend(activity.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -518,7 +620,6 @@ impl ScaleLoops {
                             .collect())
                     }
                     Err(e) => {
-                        self.invalidate(&key).await;
                         self.events
                             .warning(so.as_ref(), events::SCALER_FAILED, e.to_string())
                             .await;

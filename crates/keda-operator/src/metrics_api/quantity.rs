@@ -1,51 +1,9 @@
 //! Metric values as Kubernetes quantity strings, with the milli precision KEDA sends.
 //!
-//! Same rendering as `keda_scalers::metrics::milli_quantity` (kept local so the metrics API does
-//! not depend on the scaler crate's exports; the tests below pin the shared cases).
+//! The rendering is shared with the HPA targets (`keda_scalers::milli_quantity`); the tests
+//! here pin what the HPA receives from this API.
 
-/// Renders `value` as a canonical Kubernetes decimal quantity with milli precision: 5 → `"5"`,
-/// 2.5 → `"2500m"`, 1500 → `"1500"`, 1e6 → `"1M"`. NaN, ±Inf and negative values render as `"0"`.
-pub fn milli_quantity(value: f64) -> String {
-    if !value.is_finite() || value <= 0.0 {
-        return "0".to_owned();
-    }
-    // Rounded to 3 decimals; the cast saturates for huge values.
-    #[allow(clippy::cast_possible_truncation)]
-    let milli = (value * 1000.0).round() as i64;
-    canonical_decimal(milli, -3)
-}
-
-/// Canonical form of `mantissa × 10^exponent` as Kubernetes prints DecimalSI quantities: the
-/// largest exponent that is a multiple of 3 and keeps the mantissa an integer, with its suffix.
-fn canonical_decimal(mut mantissa: i64, mut exponent: i32) -> String {
-    if mantissa == 0 {
-        return "0".to_owned();
-    }
-    while mantissa % 10 == 0 {
-        mantissa /= 10;
-        exponent += 1;
-    }
-    while exponent.rem_euclid(3) != 0 {
-        match mantissa.checked_mul(10) {
-            Some(m) => mantissa = m,
-            None => break,
-        }
-        exponent -= 1;
-    }
-    let suffix = match exponent {
-        -3 => "m",
-        0 => "",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        18 => "E",
-        // Unreachable for i64 milli inputs; an exponent form the API also accepts.
-        _ => return format!("{mantissa}e{exponent}"),
-    };
-    format!("{mantissa}{suffix}")
-}
+pub use keda_scalers::milli_quantity;
 
 #[cfg(test)]
 mod tests {

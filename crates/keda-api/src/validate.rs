@@ -29,14 +29,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn error(field: &str, message: impl Into<String>) -> Self {
+    pub fn error(field: &str, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             field: field.to_string(),
             message: message.into(),
         }
     }
-    fn warning(field: &str, message: impl Into<String>) -> Self {
+    pub fn warning(field: &str, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             field: field.to_string(),

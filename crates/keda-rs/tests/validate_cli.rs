@@ -34,11 +34,14 @@ fn stdout(o: &Output) -> String {
 }
 
 #[test]
-fn every_seed_fixture_is_valid() {
+fn every_seed_fixture_passes_the_schema() {
     let seeds = fixtures().join("seeds");
     for entry in std::fs::read_dir(&seeds).expect("seed fixtures") {
         let path = entry.expect("entry").path();
-        let out = validate(&["-f", path.to_str().expect("utf-8 path")], None);
+        let out = validate(
+            &["--schema-only", "-f", path.to_str().expect("utf-8 path")],
+            None,
+        );
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -48,9 +51,104 @@ fn every_seed_fixture_is_valid() {
         );
     }
     // The folder form covers all of them at once and counts the KEDA objects.
-    let out = validate(&["-f", seeds.to_str().expect("utf-8 path")], None);
+    let out = validate(
+        &["--schema-only", "-f", seeds.to_str().expect("utf-8 path")],
+        None,
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("8 KEDA object(s) checked, 0 invalid"));
+}
+
+#[test]
+fn the_seeds_trigger_mistakes_are_found() {
+    // What the tutorials lost or got wrong, which KEDA too would only report after applying:
+    // a redis trigger without an address, an elided trigger type, a scaler type that does not exist.
+    let seeds = fixtures().join("seeds");
+    let out = validate(&["-f", seeds.to_str().expect("utf-8 path")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let errors: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.contains(": error: "))
+        .map(String::from)
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].contains("ScaledJob csv-processor: error: spec.triggers[0].metadata.address:"),
+        "{errors:#?}"
+    );
+    assert!(errors[1].contains(
+        "ScaledObject ftonend-scaler: error: spec.triggers[0].type: no scaler found for type: ..."
+    ));
+    assert!(
+        errors[2].contains("error: spec.triggers[0].type: no scaler found for type: rabbit-queue")
+    );
+    // Scalers KEDA has and keda-rs does not build yet are warnings, not errors.
+    assert!(stdout(&out).contains(
+        "warning: spec.triggers[0].type: the kafka scaler is not built into keda-rs yet"
+    ));
+}
+
+#[test]
+fn operator_rules_and_scaler_metadata_are_checked() {
+    let text = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: idle-not-below-min}
+spec:
+  scaleTargetRef: {name: w}
+  idleReplicaCount: 0
+  triggers: [{type: redis, metadata: {address: "r:6379", listName: q}}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: duplicate-names}
+spec:
+  scaleTargetRef: {name: w}
+  triggers:
+  - {type: redis, name: a, metadata: {address: "r:6379", listName: q}}
+  - {type: redis, name: a, metadata: {address: "r:6379", listName: p}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: bad-list-length}
+spec:
+  scaleTargetRef: {name: w}
+  triggers: [{type: redis, metadata: {address: "r:6379", listName: q, listLength: abc}}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: from-env}
+spec:
+  scaleTargetRef: {name: w}
+  triggers: [{type: redis, metadata: {addressFromEnv: REDIS_ADDRESS, listName: q}}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: job-metric-type}
+spec:
+  jobTargetRef: {template: {spec: {containers: [{name: c, image: i}]}}}
+  triggers: [{type: redis, metricType: Value, metadata: {address: "r:6379", listName: q}}]
+"#;
+    let out = validate(&["-f", "-"], Some(text));
+    assert_eq!(out.status.code(), Some(1));
+    let o = stdout(&out);
+    assert!(
+        o.contains("ScaledObject idle-not-below-min: error: spec.idleReplicaCount: IdleReplicaCount=0 must be less than MinReplicaCount=0"),
+        "{o}"
+    );
+    assert!(o.contains("ScaledObject duplicate-names: error: spec.triggers: triggerName \"a\" is defined multiple times"), "{o}");
+    assert!(
+        o.contains("ScaledObject bad-list-length: error: spec.triggers[0].metadata.listLength:"),
+        "{o}"
+    );
+    assert!(
+        o.contains("ScaledObject from-env: warning: spec.triggers[0].metadata.address:"),
+        "{o}"
+    );
+    assert!(
+        o.contains("ScaledJob job-metric-type: error: spec.triggers[0].metricType:"),
+        "{o}"
+    );
 }
 
 #[test]

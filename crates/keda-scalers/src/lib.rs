@@ -9,6 +9,7 @@
 pub mod clients;
 pub mod config;
 pub mod error;
+pub mod known_types;
 pub mod metrics;
 pub mod params;
 pub mod pools;

@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use keda_operator::metrics_api::TlsMaterial;
 use keda_operator::operator::{self, MetricsApiOptions, OperatorConfig};
+use keda_operator::telemetry::{self, BuildInfo, Telemetry, TelemetryServer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,6 +47,12 @@ pub struct Args {
     /// Polls in flight at once, across all objects.
     #[arg(long, default_value_t = 64)]
     max_concurrent_polls: usize,
+    /// Where the Prometheus metrics endpoint (`/metrics`, plain HTTP) listens; "0" disables it.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_bind_address: String,
+    /// Where the health probes (`/healthz`, `/readyz`, plain HTTP) listen; "0" disables them.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    health_probe_bind_address: String,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -93,7 +101,34 @@ fn load_tls(dir: &std::path::Path) -> anyhow::Result<(TlsMaterial, String)> {
     ))
 }
 
+/// Binds the telemetry servers (before anything else starts, so a taken port fails fast).
+async fn bind_telemetry(
+    args: &Args,
+) -> anyhow::Result<(Option<TelemetryServer>, Option<TelemetryServer>)> {
+    let bind = |flag: &str, value: &str| -> anyhow::Result<Option<std::net::SocketAddr>> {
+        telemetry::parse_bind_address(value).with_context(|| format!("--{flag} {value:?}"))
+    };
+    let metrics = match bind("metrics-bind-address", &args.metrics_bind_address)? {
+        Some(addr) => Some(
+            TelemetryServer::bind(addr)
+                .await
+                .with_context(|| format!("metrics endpoint on {addr}"))?,
+        ),
+        None => None,
+    };
+    let probes = match bind("health-probe-bind-address", &args.health_probe_bind_address)? {
+        Some(addr) => Some(
+            TelemetryServer::bind(addr)
+                .await
+                .with_context(|| format!("health probes on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((metrics, probes))
+}
+
 async fn run_async(args: &Args) -> anyhow::Result<()> {
+    let (metrics_server, probes_server) = bind_telemetry(args).await?;
     let client = client(args.kubeconfig.as_ref()).await?;
     let tls = args.cert_dir.as_deref().map(load_tls).transpose()?;
     let config = OperatorConfig {
@@ -116,6 +151,30 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let (stop_telemetry, telemetry_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = telemetry_stopped.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let mut telemetry_tasks = Vec::new();
+    if let Some(server) = metrics_server {
+        let telemetry = Arc::new(Telemetry {
+            build: BuildInfo::current(env!("CARGO_PKG_VERSION")),
+            scheduler: handle.loops.scheduler().cloned(),
+        });
+        tracing::info!(addr = %server.local_addr(), "serving /metrics");
+        telemetry_tasks.push(tokio::spawn(
+            server.serve(telemetry::metrics_router(telemetry), stopped()),
+        ));
+    }
+    if let Some(server) = probes_server {
+        tracing::info!(addr = %server.local_addr(), "serving /healthz and /readyz");
+        telemetry_tasks.push(tokio::spawn(
+            server.serve(telemetry::probes_router(), stopped()),
+        ));
+    }
     tracing::info!(metrics_api = %handle.metrics_addr, "keda-rs operator running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -124,5 +183,11 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     handle.shutdown().await;
+    let _ = stop_telemetry.send(true);
+    for task in telemetry_tasks {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "telemetry server stopped with an error");
+        }
+    }
     Ok(())
 }

@@ -4,7 +4,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use keda_api::validate::{Severity, validate_manifests};
+use keda_api::validate::{ObjectReport, Problem, Severity, validate_manifests};
+use keda_api::{ScaleTriggers, ScaledJob, ScaledObject};
+use keda_scalers::{MetricTargetKind, Registry, ScalerConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,9 +14,13 @@ pub struct Args {
     /// May be given several times.
     #[arg(short = 'f', long = "filename", required = true)]
     paths: Vec<PathBuf>,
-    /// Do not print warnings (unknown fields).
+    /// Do not print warnings (unknown fields, scalers not built in).
     #[arg(long)]
     quiet: bool,
+    /// Only what the apiserver checks (the CRD schema and its CEL rule); skip the operator's
+    /// rules and the trigger metadata.
+    #[arg(long)]
+    schema_only: bool,
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -47,7 +53,10 @@ pub fn run(args: &Args) -> ExitCode {
                 continue;
             }
         };
-        for report in reports {
+        for mut report in reports {
+            if !args.schema_only {
+                report.problems.extend(semantic_problems(&text, &report));
+            }
             objects += 1;
             if !report.is_valid() {
                 invalid += 1;
@@ -105,4 +114,117 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks beyond the schema, for objects the schema accepted: the replica bounds and trigger
+/// rules the operator applies (spec §6), and every trigger's metadata through the scaler's own
+/// parser, without connecting anywhere.
+fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
+    if !report.is_valid() {
+        return Vec::new();
+    }
+    let Some(document) = serde_yaml::Deserializer::from_str(text).nth(report.document) else {
+        return Vec::new();
+    };
+    let Ok(value) = <serde_json::Value as serde::Deserialize>::deserialize(document) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    match value.get("kind").and_then(|k| k.as_str()) {
+        Some("ScaledObject") => {
+            let Ok(so) = serde_json::from_value::<ScaledObject>(value) else {
+                return problems;
+            };
+            use keda_operator::controllers::scaled_object::{check_replica_bounds, check_triggers};
+            if let Err(e) = check_replica_bounds(&so) {
+                let field = if e.starts_with("IdleReplicaCount") {
+                    "spec.idleReplicaCount"
+                } else {
+                    "spec.minReplicaCount"
+                };
+                problems.push(Problem::error(field, e));
+            }
+            if let Err(e) = check_triggers(&so) {
+                problems.push(Problem::error("spec.triggers", e));
+            }
+            problems.extend(trigger_problems(&so.spec.triggers, false));
+        }
+        Some("ScaledJob") => {
+            let Ok(sj) = serde_json::from_value::<ScaledJob>(value) else {
+                return problems;
+            };
+            for (i, trigger) in sj.spec.triggers.iter().enumerate() {
+                if trigger
+                    .metric_type
+                    .as_deref()
+                    .is_some_and(|m| !m.is_empty())
+                {
+                    problems.push(Problem::error(
+                        &format!("spec.triggers[{i}].metricType"),
+                        "metricType is not supported for ScaledJob triggers",
+                    ));
+                }
+            }
+            problems.extend(trigger_problems(&sj.spec.triggers, true));
+        }
+        _ => {}
+    }
+    problems
+}
+
+fn trigger_problems(triggers: &[ScaleTriggers], as_metric_source: bool) -> Vec<Problem> {
+    let registry = Registry::builtin();
+    let mut problems = Vec::new();
+    for (index, trigger) in triggers.iter().enumerate() {
+        let field = format!("spec.triggers[{index}]");
+        if registry.lookup(&trigger.r#type).is_none() {
+            if keda_scalers::known_types::is_keda_trigger_type(&trigger.r#type) {
+                problems.push(Problem::warning(
+                    &format!("{field}.type"),
+                    format!(
+                        "the {} scaler is not built into keda-rs yet; its metadata was not checked",
+                        trigger.r#type
+                    ),
+                ));
+            } else {
+                problems.push(Problem::error(
+                    &format!("{field}.type"),
+                    format!("no scaler found for type: {}", trigger.r#type),
+                ));
+            }
+            continue;
+        }
+        let config = ScalerConfig {
+            trigger_index: index,
+            trigger_type: trigger.r#type.clone(),
+            trigger_name: trigger.name.clone(),
+            metadata: trigger.metadata.clone(),
+            metric_type: trigger
+                .metric_type
+                .as_deref()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(MetricTargetKind::AverageValue),
+            as_metric_source,
+            ..ScalerConfig::default()
+        };
+        if let Err(e) = registry.parse_only(&config) {
+            let parameter = e.parameter().unwrap_or("metadata").to_string();
+            // Parameters may come from the target's environment or a TriggerAuthentication,
+            // which only exist in the cluster: then a missing value is not certain.
+            let unresolvable_offline = trigger.authentication_ref.is_some()
+                || trigger.metadata.keys().any(|k| k.ends_with("FromEnv"));
+            let path = format!("{field}.metadata.{parameter}");
+            if unresolvable_offline {
+                problems.push(Problem::warning(
+                    &path,
+                    format!(
+                        "{e} (may be supplied by the environment or authentication at run time)"
+                    ),
+                ));
+            } else {
+                problems.push(Problem::error(&path, e.to_string()));
+            }
+        }
+    }
+    problems
 }

@@ -151,6 +151,8 @@ async fn scales_zero_to_n_through_the_hpa_and_back_to_zero() {
         Some(0),
         "nothing queued: stays at zero"
     );
+    wait_event(&ns, "worker", "ScaledObjectReady", Duration::from_secs(10)).await;
+    wait_event(&ns, "worker", "KEDAScalersStarted", Duration::from_secs(10)).await;
 
     // One item is not above activationListLength 1; two are.
     redis.push(0, "jobs", 1);

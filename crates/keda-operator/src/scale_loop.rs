@@ -211,6 +211,8 @@ impl ScaleLoops {
                 }
             };
             let specs = scaler.metric_specs();
+            let note = format!("Scaler {} is built", trigger.r#type);
+            self.events.normal(so, events::SCALERS_STARTED, note).await;
             triggers.push(TriggerScaler {
                 index,
                 trigger_type: trigger.r#type.clone(),

@@ -7,6 +7,10 @@
 # producer pushes jobs in bursts, a worker emulator consumes them for every Ready replica, and
 # keda-rs scales the worker 0 -> N -> 0. One line is printed whenever something changes.
 # Everything it started is stopped again on exit (also on Ctrl-C or failure).
+#
+# Needs port 6379 for Redis (the ScaledObject's address). As root it adds
+# `127.0.0.1 redis.default.svc` to /etc/hosts for the run; KEDA_RS_DEMO_EDIT_HOSTS=no (or not
+# being root) applies a copy of the ScaledObject with the address rewritten instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +22,8 @@ HPA=keda-hpa-$SCALEDOBJECT # the HPA keda-rs creates for the ScaledObject (named
 LIST=job-queue
 REDIS_HOST=redis.default.svc # the host in the ScaledObject's `address: redis.default.svc:6379`
 REDIS_PORT=6379
-BURSTS=(5:40 20:25 20:15) # producer: wait 5 s, push 40 jobs; 20 s later 25; 20 s later 15
-RATE=2                    # jobs each Ready worker replica consumes per second
+BURSTS=(5:40 20:30 20:30) # producer: wait 5 s, push 40 jobs; 20 s later 30; 20 s later 30
+JOB_SECONDS=2             # a Ready worker replica finishes one job every 2 s (as worker.py)
 TIMEOUT=360               # seconds the scaling part may take before the demo gives up
 
 log() { printf '\n== %s\n' "$*"; }
@@ -57,12 +61,13 @@ cleanup() {
   local status=$?
   set +e
   trap - EXIT INT TERM HUP
-  log "tearing down"
+  [[ -n $STATE ]] && log "tearing down"
   # The load generators are process groups (setsid): stopping the group also stops the
   # kubectl/redis-cli/sleep they are running at that moment.
   stop "$PRODUCER_PID" group
   stop "$WORKER_PID" group
-  if ((status != 0)) && [[ -s $STATE/operator.log ]]; then
+  # On a failure (not on Ctrl-C) the operator's last words may say why.
+  if ((status != 0 && status < 128)) && [[ -s $STATE/operator.log ]]; then
     echo "-- last lines of the operator log ($STATE/operator.log):" >&2
     tail -n 30 "$STATE/operator.log" >&2
   fi
@@ -103,7 +108,14 @@ system_redis() {
   else
     case $1 in
       active) service redis-server status >/dev/null 2>&1 ;;
-      *) $SUDO service redis-server "$1" >/dev/null ;;
+      *)
+        # Quiet unless it fails (the init script warns about ulimit in containers).
+        local out
+        out=$($SUDO service redis-server "$1" 2>&1) || {
+          echo "$out" >&2
+          return 1
+        }
+        ;;
     esac
   fi
 }
@@ -115,7 +127,8 @@ claim_redis_port() {
   local owner
   owner=$(ss -Hltnp "sport = :$REDIS_PORT")
   [[ -z $owner ]] && return 0
-  if [[ $owner == *'"redis-server"'* ]] && system_redis active; then
+  # (Not root, ss cannot name the owner; the active service is then taken to be it.)
+  if system_redis active && [[ $owner == *'"redis-server"'* || $EUID -ne 0 ]]; then
     log "stopping the system redis-server on port $REDIS_PORT (started again on exit)"
     system_redis stop
     STOPPED_SYSTEM_REDIS=1
@@ -127,7 +140,8 @@ claim_redis_port() {
   die "port $REDIS_PORT is in use by something else:
   ${owner:-?}
 The demo runs its own Redis there, because the tutorial's ScaledObject says
-address: \"$REDIS_HOST:$REDIS_PORT\". Stop that process and run hack/demo.sh again."
+address: \"$REDIS_HOST:$REDIS_PORT\". Stop that process and run hack/demo.sh again
+(for Debian's own Redis: sudo service redis-server stop)."
 }
 
 start_redis() {
@@ -151,10 +165,11 @@ redis() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 # makes the tutorial's address resolve to loopback, so the ScaledObject is applied unchanged.
 # Otherwise the address is rewritten in a temporary copy of the manifest.
 SCALEDOBJECT_FILE=$SEED.yaml
+EDIT_HOSTS=${KEDA_RS_DEMO_EDIT_HOSTS:-yes}
 point_redis_host_at_loopback() {
   if [[ $(getent ahostsv4 "$REDIS_HOST" 2>/dev/null | awk 'NR == 1 {print $1}') == 127.0.0.1 ]]; then
     echo "$REDIS_HOST already resolves to 127.0.0.1"
-  elif ((EUID == 0)); then
+  elif ((EUID == 0)) && [[ $EDIT_HOSTS == yes ]]; then
     # Make sure our line starts on a line of its own.
     [[ -z $(tail -c 1 /etc/hosts) ]] || echo >>/etc/hosts
     HOSTS_LINE="127.0.0.1 $REDIS_HOST # added by keda-rs hack/demo.sh (pid $$), removed on exit"
@@ -163,8 +178,10 @@ point_redis_host_at_loopback() {
   else
     SCALEDOBJECT_FILE=$STATE/scaledobject.yaml
     sed "s/$REDIS_HOST:$REDIS_PORT/127.0.0.1:$REDIS_PORT/" "$SEED.yaml" >"$SCALEDOBJECT_FILE"
-    echo "not root, so /etc/hosts stays untouched: the ScaledObject is applied from a copy"
-    echo "whose address is 127.0.0.1:$REDIS_PORT instead of $REDIS_HOST:$REDIS_PORT"
+    if ((EUID == 0)); then echo "KEDA_RS_DEMO_EDIT_HOSTS=$EDIT_HOSTS: /etc/hosts stays untouched;"
+    else echo "not root, so /etc/hosts stays untouched;"; fi
+    echo "the ScaledObject is applied from a copy whose address is 127.0.0.1:$REDIS_PORT"
+    echo "instead of $REDIS_HOST:$REDIS_PORT"
   fi
 }
 
@@ -256,10 +273,15 @@ EOF
 }
 
 start_operator() {
-  target/debug/keda-rs operator --metrics-api-bind-address "127.0.0.1:$METRICS_PORT" \
-    --enable-apiservice-patching=true >"$STATE/operator.log" 2>&1 &
+  # NO_COLOR: plain text in the log file. Everything on loopback: the defaults for /metrics
+  # and the probes (0.0.0.0:8080/8081) are meant for a pod, and may be taken on a workstation.
+  NO_COLOR=1 target/debug/keda-rs operator --metrics-api-bind-address "127.0.0.1:$METRICS_PORT" \
+    --enable-apiservice-patching=true \
+    --metrics-bind-address "127.0.0.1:$PROMETHEUS_PORT" \
+    --health-probe-bind-address "127.0.0.1:$PROBES_PORT" >"$STATE/operator.log" 2>&1 &
   OPERATOR_PID=$!
   echo "keda-rs operator running (pid $OPERATOR_PID), log: $STATE/operator.log"
+  echo "its Prometheus metrics: http://127.0.0.1:$PROMETHEUS_PORT/metrics"
   # Available once the apiserver reaches the operator over TLS with the CA it patched in.
   wait_for Available 60 apiservice/v1beta1.external.metrics.k8s.io ||
     die "the external-metrics API did not become available"
@@ -302,11 +324,12 @@ elapsed() { echo $((EPOCHSECONDS - DEMO_START)); }
 # worker went 0 -> N (N >= 2) -> 0 with the producer done and the queue empty; fails after
 # TIMEOUT seconds.
 watch_scaling() {
-  local queue replicas ready desired active row last="" peak=0
+  local queue="" replicas="" ready desired active row last="" peak=0
   printf '%6s  %5s  %8s  %5s  %11s  %6s\n' time queue replicas ready hpa-desired active
   while true; do
     if (($(elapsed) > TIMEOUT)); then
-      die "timed out after ${TIMEOUT}s: the worker did not go 0 -> N (>= 2) -> 0 (peak: $peak replicas; last: ${last:-nothing read})"
+      die "timed out after ${TIMEOUT}s: $DEPLOYMENT did not go 0 -> N (>= 2) -> 0" \
+        "(peak: $peak replicas; last seen: queue ${queue:-?}, replicas ${replicas:-?})"
     fi
     queue=$(redis LLEN "$LIST")
     replicas="" ready=""
@@ -327,7 +350,11 @@ watch_scaling() {
     fi
     print_new_events
     ((replicas > peak)) && peak=$replicas
-    if ((peak >= 2 && replicas == 0 && queue == 0)) && ! alive "$PRODUCER_PID"; then
+    # Forget a finished producer, so cleanup cannot signal a reused pid.
+    [[ -n $PRODUCER_PID ]] && ! alive "$PRODUCER_PID" && PRODUCER_PID=""
+    # Done: the worker went up to >= 2 replicas and back to 0, all jobs were pushed and
+    # consumed, and the HPA has seen the 0 too (desired 0).
+    if ((peak >= 2 && replicas == 0 && queue == 0)) && [[ ${desired:-0} == 0 && -z $PRODUCER_PID ]]; then
       PEAK=$peak
       return 0
     fi
@@ -336,17 +363,20 @@ watch_scaling() {
 }
 
 # --- main -----------------------------------------------------------------------------------------
+log "installing what is missing (Debian packages; the control plane, built once and cached)"
 hack/install-deps.sh
 BIN_DIR=$(hack/build-control-plane.sh | tail -n 1)
 export KEDA_RS_CONTROL_PLANE_BIN=$BIN_DIR
 KUBECTL="$BIN_DIR/kubectl"
+echo "building keda-rs and keda-rs-cluster (cargo build)"
 # -p: the workspace root is a package of its own (the end-to-end tests).
 cargo build --quiet -p keda-rs -p test-cluster --bin keda-rs --bin keda-rs-cluster
 
 claim_redis_port
 STATE=$(mktemp -d -t keda-rs-demo.XXXXXX)
-# A free loopback port for the operator's external-metrics API.
-METRICS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Free loopback ports for the operator: the external-metrics API, /metrics and the probes.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+METRICS_PORT=$(free_port) PROMETHEUS_PORT=$(free_port) PROBES_PORT=$(free_port)
 
 log "starting the control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK)"
 start_control_plane
@@ -355,9 +385,10 @@ kubectl get nodes
 
 log "installing the keda.sh CRDs (keda-rs crds | kubectl apply)"
 target/debug/keda-rs crds | kubectl apply --server-side -f -
-wait_for Established 60 $(kubectl get crd -o name) || die "the CRDs were not established"
-echo "validating the seed manifests offline (keda-rs validate)"
-target/debug/keda-rs validate -f tests/fixtures/seeds
+mapfile -t CRDS < <(kubectl get crd -o name)
+wait_for Established 60 "${CRDS[@]}" || die "the CRDs were not established"
+echo "checking the tutorial's ScaledObject offline (keda-rs validate)"
+target/debug/keda-rs validate -f "$SEED.yaml"
 
 log "starting Redis on 127.0.0.1:$REDIS_PORT (the tutorial's job queue)"
 start_redis
@@ -374,18 +405,21 @@ wait_for Ready 60 "scaledobject/$SCALEDOBJECT" || die "the ScaledObject did not 
 kubectl get deployment "$DEPLOYMENT"
 kubectl get scaledobject "$SCALEDOBJECT"
 
-log "load: producer bursts ${BURSTS[*]} (wait:jobs), worker emulator consumes $RATE jobs/s per Ready replica"
+log "load: producer bursts ${BURSTS[*]} (wait s:jobs); each Ready worker replica consumes a job every ${JOB_SECONDS}s"
 cat <<EOF
-Columns: queue = LLEN $LIST; replicas = Deployment spec.replicas (what keda-rs and the HPA
-set); ready = Ready replicas (KWOK makes pods Ready); hpa-desired = desiredReplicas of the HPA
-keda-rs created; active = the ScaledObject's Active condition (queue >= activationListLength).
-KEDA scales 0 -> 1 itself when the trigger activates, the HPA takes 1 -> N (one replica per 5
-queued jobs), and keda-rs scales back to 0 once the queue stayed empty for cooldownPeriod (30 s).
+Columns: queue = LLEN $LIST; replicas = the Deployment's spec.replicas (set by keda-rs and
+the HPA); ready = its Ready replicas (KWOK marks pods Ready); hpa-desired = desiredReplicas of
+the HPA keda-rs created; active = the ScaledObject's Active condition (more than
+activationListLength = 1 job queued when keda-rs last polled; it polls every 5 s).
+keda-rs takes the worker 0 -> 1 itself when the trigger activates; the HPA takes it 1 -> N in
+steps (one replica per listLength = 5 queued jobs) and keeps N while the queue is empty (its
+5-minute scale-down stabilization); keda-rs takes it to 0 once the trigger has been inactive
+for cooldownPeriod = 30 s.
 
 EOF
 DEMO_START=$EPOCHSECONDS
 NAMESPACE=$NS
-export DEMO_START REDIS_PORT LIST KUBECTL NAMESPACE DEPLOYMENT RATE
+export DEMO_START REDIS_PORT LIST KUBECTL NAMESPACE DEPLOYMENT JOB_SECONDS
 # setsid: each loop is its own process group, so cleanup stops it together with its children.
 setsid hack/demo/worker.sh &
 WORKER_PID=$!

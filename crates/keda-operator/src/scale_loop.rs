@@ -211,7 +211,7 @@ impl ScaleLoops {
                 }
             };
             let specs = scaler.metric_specs();
-            let note = format!("Scaler {} is built", trigger.r#type);
+            let note = format!("Scaler {} is built.", trigger.r#type);
             self.events.normal(so, events::SCALERS_STARTED, note).await;
             triggers.push(TriggerScaler {
                 index,
@@ -465,7 +465,12 @@ impl ScaleLoops {
         let decision = executor::decide(&input);
         let mut touch = decision.touch_last_active;
         let mut scaled = false;
-        let kind_ns_name = format!("{} {}/{}", target.gvkr.kind, target.namespace, target.name);
+        let kind_ns_name = format!(
+            "{} {}/{}",
+            target.kind_string(),
+            target.namespace,
+            target.name
+        );
         match decision.action {
             Some(ScaleAction::Activate { to }) => match target.set_replicas(&self.client, to).await
             {
@@ -477,6 +482,7 @@ impl ScaleLoops {
                         "caused by forced activation annotation".to_string()
                     };
                     let note = format!("Scaled {kind_ns_name} from {current} to {to}, {cause}");
+                    tracing::info!(object = %key, "{note}");
                     self.events.normal(so, events::TARGET_ACTIVATED, note).await;
                 }
                 Err(e) => {
@@ -491,6 +497,7 @@ impl ScaleLoops {
                     Ok(()) => {
                         scaled = true;
                         let note = format!("Deactivated {kind_ns_name} from {current} to {to}");
+                        tracing::info!(object = %key, "{note}");
                         self.events
                             .normal(so, events::TARGET_DEACTIVATED, note)
                             .await;

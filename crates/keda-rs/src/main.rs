@@ -37,6 +37,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,kube_client=warn,kube_runtime=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: `kubectl logs` and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Operator(args) => cmd::operator::run(&args),

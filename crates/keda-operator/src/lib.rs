@@ -14,3 +14,4 @@ pub mod scale_loop;
 pub mod scheduler;
 pub mod status;
 pub mod target;
+pub mod telemetry;

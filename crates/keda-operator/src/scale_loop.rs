@@ -36,6 +36,7 @@ pub const SCALED_OBJECT: &str = "ScaledObject";
 pub struct TriggerScaler {
     pub index: usize,
     pub trigger_type: String,
+    pub name: Option<String>,
     pub scaler: Arc<dyn Scaler>,
     pub specs: Vec<MetricSpec>,
 }
@@ -102,6 +103,7 @@ pub struct ScaleLoops {
     registry: Registry,
     pools: Pools,
     pub cache: Arc<MetricCache>,
+    pub scaler_metrics: Arc<crate::scaler_metrics::ScalerMetrics>,
     scheduler: OnceLock<Scheduler>,
     store: OnceLock<Store<ScaledObject>>,
     objects: Mutex<HashMap<ObjectKey, Arc<ObjectState>>>,
@@ -129,6 +131,7 @@ impl ScaleLoops {
             registry: Registry::builtin(),
             pools: Pools::new(),
             cache: Arc::new(MetricCache::default()),
+            scaler_metrics: Arc::default(),
             scheduler: OnceLock::new(),
             store: OnceLock::new(),
             objects: Mutex::new(HashMap::new()),
@@ -216,6 +219,7 @@ impl ScaleLoops {
             triggers.push(TriggerScaler {
                 index,
                 trigger_type: trigger.r#type.clone(),
+                name: trigger.name.clone(),
                 scaler,
                 specs,
             });
@@ -238,6 +242,9 @@ impl ScaleLoops {
         if let Ok(mut rt) = state.runtime.lock() {
             rt.target = Some(target);
         }
+        let types = so.spec.triggers.iter().map(|t| t.r#type.clone()).collect();
+        self.scaler_metrics
+            .register(&key.namespace, &key.name, types);
         if let Some(s) = self.scheduler.get() {
             let interval =
                 Duration::from_secs(u64::try_from(so.spec.polling_interval()).unwrap_or(30));
@@ -253,6 +260,7 @@ impl ScaleLoops {
         }
         let state = self.objects.lock().ok().and_then(|mut o| o.remove(key));
         self.cache.remove_object(&key.namespace, &key.name);
+        self.scaler_metrics.remove_object(&key.namespace, &key.name);
         match state {
             Some(state) => {
                 if let Some(old) = state.scalers.lock().await.take() {
@@ -305,8 +313,31 @@ impl ScaleLoops {
                     continue;
                 };
                 only_resource_metrics = false;
+                let labels = crate::scaler_metrics::ScalerLabels {
+                    namespace: key.namespace.clone(),
+                    metric: metric.to_string(),
+                    scaled_object: key.name.clone(),
+                    scaler: crate::scaler_metrics::scaler_label(
+                        &trigger.trigger_type,
+                        trigger.name.as_deref(),
+                    ),
+                    trigger_index: trigger.index,
+                    type_: "scaledobject",
+                };
+                let started = std::time::Instant::now();
                 match read_with_timeout(trigger.scaler.as_ref(), metric).await {
                     Ok((values, active)) => {
+                        let value = values
+                            .iter()
+                            .find(|v| v.metric_name == metric)
+                            .or(values.first())
+                            .map_or(0.0, |v| v.value);
+                        self.scaler_metrics.record_success(
+                            labels,
+                            value,
+                            started.elapsed(),
+                            active,
+                        );
                         self.set_failures(&state, metric, 0);
                         for v in values {
                             self.cache
@@ -324,6 +355,7 @@ impl ScaleLoops {
                         );
                     }
                     Err(e) => {
+                        self.scaler_metrics.record_error(labels);
                         let failures = self.bump_failures(&state, metric);
                         tracing::warn!(object = %key, %metric, failures, error = %e, "scaler failed");
                         self.events

@@ -175,6 +175,8 @@ pub fn render(build: &BuildInfo, loops: Option<&LoopSnapshot>) -> String {
 pub struct Telemetry {
     pub build: BuildInfo,
     pub scheduler: Option<Scheduler>,
+    /// The scaler and ScaledObject series (spec §10).
+    pub scalers: Option<std::sync::Arc<crate::scaler_metrics::ScalerMetrics>>,
 }
 
 impl Telemetry {
@@ -182,7 +184,11 @@ impl Telemetry {
     /// workers.
     pub fn render_now(&self) -> String {
         let snapshot = self.scheduler.as_ref().map(LoopSnapshot::of);
-        render(&self.build, snapshot.as_ref())
+        let mut page = render(&self.build, snapshot.as_ref());
+        if let Some(scalers) = &self.scalers {
+            scalers.render(&mut page);
+        }
+        page
     }
 }
 
@@ -383,6 +389,7 @@ mod tests {
         let telemetry = Arc::new(Telemetry {
             build: build(),
             scheduler: None,
+            scalers: None,
         });
         let server = TelemetryServer::bind("127.0.0.1:0".parse().unwrap())
             .await

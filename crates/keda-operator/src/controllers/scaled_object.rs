@@ -79,6 +79,12 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     status::ensure_initial(&mut desired);
     let was_ready = status::is_true(before.as_ref(), status::READY);
 
+    // KEDA drops an object's scaler series on every reconcile; the loop fills them again.
+    let (ns, so_name) = (so.namespace().unwrap_or_default(), so.name_any());
+    ctx.loops.scaler_metrics.clear_object(&ns, &so_name);
+    ctx.loops
+        .scaler_metrics
+        .set_paused(&ns, &so_name, pause::is_paused(so));
     let outcome = reconcile_steps(so, ctx, &mut desired).await;
     match &outcome {
         Ok(Steps::Paused) => {

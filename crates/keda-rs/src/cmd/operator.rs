@@ -163,6 +163,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         let telemetry = Arc::new(Telemetry {
             build: BuildInfo::current(env!("CARGO_PKG_VERSION")),
             scheduler: handle.loops.scheduler().cloned(),
+            scalers: Some(handle.loops.scaler_metrics.clone()),
         });
         tracing::info!(addr = %server.local_addr(), "serving /metrics");
         telemetry_tasks.push(tokio::spawn(

@@ -27,6 +27,14 @@ struct Series {
     errors: u64,
 }
 
+/// (name, Prometheus type, help, how to read the value from a series).
+type SeriesFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Series) -> String,
+);
+
 #[derive(Default)]
 pub struct ScalerMetrics {
     series: Mutex<BTreeMap<ScalerLabels, Series>>,
@@ -131,7 +139,7 @@ impl ScalerMetrics {
 
     pub fn render(&self, out: &mut String) {
         let series = self.series.lock().map(|s| s.clone()).unwrap_or_default();
-        let gauges: [(&str, &str, &str, fn(&Series) -> String); 4] = [
+        let gauges: [SeriesFamily; 4] = [
             (
                 "keda_scaler_metrics_value",
                 "gauge",

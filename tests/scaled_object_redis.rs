@@ -173,14 +173,13 @@ async fn scales_zero_to_n_through_the_hpa_and_back_to_zero() {
         Duration::from_secs(10),
     )
     .await;
-    let status = ns
-        .api::<ScaledObject>()
-        .get("worker")
-        .await
-        .expect("so")
-        .status
-        .expect("status");
-    assert!(status.last_active_time.is_some(), "lastActiveTime set");
+    // The status is written right after the event: wait for it rather than race it.
+    let status = wait_for(Duration::from_secs(10), || async {
+        let status = ns.api::<ScaledObject>().get("worker").await.ok()?.status?;
+        status.last_active_time.is_some().then_some(status)
+    })
+    .await
+    .expect("lastActiveTime set");
     assert_eq!(status.hpa_name.as_deref(), Some("keda-hpa-worker"));
     assert_eq!(
         status.external_metric_names,
@@ -452,7 +451,19 @@ async fn deletion_removes_the_finalizer_and_restores_the_original_replicas() {
     wait_replicas(&ns, "worker", 0, Duration::from_secs(30))
         .await
         .expect("scaled to zero");
-    let created = api.get("worker").await.expect("so");
+    // The reconcile records the replicas it found (2) even if the first poll scaled to zero
+    // before that status write landed.
+    let created = wait_for(Duration::from_secs(10), || async {
+        let so = api.get("worker").await.ok()?;
+        let recorded = so
+            .status
+            .as_ref()
+            .and_then(|s| s.original_replica_count)
+            .is_some();
+        recorded.then_some(so)
+    })
+    .await
+    .expect("originalReplicaCount recorded");
     assert_eq!(
         created.metadata.finalizers,
         Some(vec!["finalizer.keda.sh".to_string()])

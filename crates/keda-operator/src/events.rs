@@ -26,8 +26,13 @@ pub struct Events {
 
 impl Events {
     pub fn new(client: kube::Client) -> Self {
+        Self::for_controller(client, "keda-operator")
+    }
+
+    /// A recorder reporting as `controller` (KEDA's ScaledJob loop reports as `scale-handler`).
+    pub fn for_controller(client: kube::Client, controller: &str) -> Self {
         let reporter = Reporter {
-            controller: "keda-operator".into(),
+            controller: controller.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {

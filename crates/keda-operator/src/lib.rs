@@ -11,6 +11,7 @@ pub mod metrics_api;
 pub mod operator;
 pub mod pause;
 pub mod scale_loop;
+pub mod scaled_job;
 pub mod scaler_metrics;
 pub mod scheduler;
 pub mod status;

@@ -90,13 +90,21 @@ pub async fn run_controllers(
     .default_backoff()
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let job_controller = run_scaled_job_controller(
+        client.clone(),
+        &config,
+        loops.clone(),
+        events.clone(),
+        shutdown.clone(),
+    );
     let ctx = Arc::new(Context {
         client,
         events,
         loops,
         version: config.version.clone(),
     });
-    Controller::for_stream(so_stream, reader)
+    let so_controller = Controller::for_stream(so_stream, reader)
         .owns_stream(hpa_stream)
         .with_config(ControllerConfig::default().concurrency(config.max_reconciles))
         .graceful_shutdown_on(shutdown)
@@ -105,8 +113,83 @@ pub async fn run_controllers(
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile error");
             }
+        });
+    futures::join!(so_controller, job_controller);
+}
+
+/// The ScaledJob controller and its poll loops, on the ScaledObjects' scheduler. Jobs are read
+/// through a reflector limited to the ones labelled `scaledjob.keda.sh/name`.
+async fn run_scaled_job_controller(
+    client: kube::Client,
+    config: &OperatorConfig,
+    loops: Arc<ScaleLoops>,
+    events: Events,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    use crate::controllers::scaled_job;
+    use crate::scaled_job::loops::{JobLoops, JobPoller};
+    use k8s_openapi::api::batch::v1::Job;
+    use keda_api::ScaledJob;
+    let Some(scheduler) = loops.scheduler().cloned() else {
+        return;
+    };
+    let (scaled_jobs, jobs): (Api<ScaledJob>, Api<Job>) = match &config.watch_namespace {
+        Some(ns) if !ns.is_empty() => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        _ => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let job_loops = JobLoops::new(client.clone(), scheduler, config.version.clone());
+    loops.set_job_target(Arc::new(JobPoller(Arc::downgrade(&job_loops))));
+    let (sj_reader, sj_writer) = reflector::store();
+    let (job_reader, job_writer) = reflector::store();
+    job_loops.set_stores(sj_reader.clone(), job_reader);
+    let job_watch = watcher(
+        jobs,
+        watcher::Config::default().labels(crate::scaled_job::job::NAME_LABEL),
+    )
+    .default_backoff()
+    .reflect(job_writer)
+    .for_each(|_| futures::future::ready(()));
+    let job_watch = tokio::spawn(job_watch);
+    // Spec (generation) and the pause annotation trigger a reconcile; status writes do not.
+    let sj_stream = watcher(scaled_jobs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(sj_writer)
+        .applied_objects()
+        .predicate_filter(
+            |sj: &ScaledJob| {
+                let mut h = DefaultHasher::new();
+                sj.metadata.generation.hash(&mut h);
+                sj.annotations().get(crate::pause::PAUSED).hash(&mut h);
+                sj.finalizers().hash(&mut h);
+                sj.metadata.deletion_timestamp.is_some().hash(&mut h);
+                Some(h.finish())
+            },
+            Default::default(),
+        );
+    let ctx = Arc::new(scaled_job::Context {
+        client,
+        events,
+        loops: job_loops.clone(),
+    });
+    let max_reconciles = std::env::var("KEDA_SCALEDJOB_CTRL_MAX_RECONCILES")
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(1);
+    Controller::for_stream(sj_stream, sj_reader)
+        .with_config(ControllerConfig::default().concurrency(max_reconciles))
+        .graceful_shutdown_on(shutdown)
+        .run(scaled_job::reconcile, scaled_job::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "scaled job reconcile error");
+            }
         })
         .await;
+    job_watch.abort();
+    job_loops.shutdown().await;
 }
 
 /// The external-metrics API as the operator serves it.

@@ -107,6 +107,8 @@ pub struct ScaleLoops {
     scheduler: OnceLock<Scheduler>,
     store: OnceLock<Store<ScaledObject>>,
     objects: Mutex<HashMap<ObjectKey, Arc<ObjectState>>>,
+    /// Where the shared scheduler sends ScaledJob polls (the job loops).
+    job_target: OnceLock<Arc<dyn PollTarget>>,
 }
 
 /// Lets the scheduler call back into the loops without a reference cycle.
@@ -117,7 +119,13 @@ impl PollTarget for Poller {
         let loops = self.0.upgrade();
         Box::pin(async move {
             if let Some(loops) = loops {
-                loops.poll(key).await;
+                if key.kind == crate::scaled_job::loops::SCALED_JOB {
+                    if let Some(target) = loops.job_target.get() {
+                        target.poll(key).await;
+                    }
+                } else {
+                    loops.poll(key).await;
+                }
             }
         })
     }
@@ -135,6 +143,7 @@ impl ScaleLoops {
             scheduler: OnceLock::new(),
             store: OnceLock::new(),
             objects: Mutex::new(HashMap::new()),
+            job_target: OnceLock::new(),
         });
         let scheduler = Scheduler::spawn(
             Arc::new(Poller(Arc::downgrade(&loops))),
@@ -147,6 +156,11 @@ impl ScaleLoops {
     /// The ScaledObject cache the controller maintains; polls read the latest object from it.
     pub fn set_store(&self, store: Store<ScaledObject>) {
         let _ = self.store.set(store);
+    }
+
+    /// Routes ScaledJob polls of the shared scheduler to `target`.
+    pub fn set_job_target(&self, target: Arc<dyn PollTarget>) {
+        let _ = self.job_target.set(target);
     }
 
     pub fn scheduler(&self) -> Option<&Scheduler> {

@@ -1,1 +1,2 @@
+pub mod scaled_job;
 pub mod scaled_object;

@@ -34,6 +34,8 @@ const CONTROLLERS: &[&str] = &[
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    // Binds PersistentVolumeClaims of tutorials (seed 001) to the PVs tests create.
+    "persistentvolume-binder-controller",
 ];
 
 #[derive(Debug, Clone)]

@@ -209,3 +209,66 @@ fn reads_stdin_and_ignores_other_kinds() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 KEDA object(s) checked"));
 }
+
+#[test]
+fn scaled_job_rules_of_the_operator_are_checked() {
+    let text = r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: custom-bad-pct}
+spec:
+  jobTargetRef: {template: {spec: {containers: [{name: c, image: i}]}}}
+  scalingStrategy: {strategy: custom, customScalingRunningJobPercentage: "half"}
+  triggers: [{type: redis, metadata: {address: "r:6379", listName: q}}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: dup-names}
+spec:
+  jobTargetRef: {template: {spec: {containers: [{name: c, image: i}]}}}
+  triggers:
+  - {type: redis, name: a, metadata: {address: "r:6379", listName: q}}
+  - {type: redis, name: a, metadata: {address: "r:6379", listName: p}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: no-pod}
+spec:
+  jobTargetRef: {template: {}}
+  triggers: [{type: redis, metadata: {address: "r:6379", listName: q}}]
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: bad-enum}
+spec:
+  jobTargetRef: {template: {spec: {containers: [{name: c, image: i}]}}}
+  scalingStrategy: {strategy: fastest, multipleScalersCalculation: median}
+  rollout: {strategy: sometimes}
+  triggers: [{type: redis, metadata: {address: "r:6379", listName: q}}]
+"#;
+    let out = validate(&["-f", "-"], Some(text));
+    assert_eq!(out.status.code(), Some(1));
+    let o = stdout(&out);
+    assert!(
+        o.contains("ScaledJob custom-bad-pct: warning: spec.scalingStrategy.customScalingRunningJobPercentage:"),
+        "{o}"
+    );
+    assert!(
+        o.contains("ScaledJob dup-names: error: spec.triggers[1].name:"),
+        "{o}"
+    );
+    assert!(
+        o.contains("ScaledJob no-pod: error: spec.jobTargetRef.template.spec.containers:"),
+        "{o}"
+    );
+    for field in [
+        "spec.scalingStrategy.strategy",
+        "spec.scalingStrategy.multipleScalersCalculation",
+        "spec.rollout.strategy",
+    ] {
+        assert!(
+            o.contains(&format!("ScaledJob bad-enum: error: {field}")),
+            "{field}: {o}"
+        );
+    }
+    assert!(!o.contains("ScaledJob custom-bad-pct: error"), "{o}");
+}

@@ -76,7 +76,7 @@ pub fn check_triggers(sj: &ScaledJob) -> Result<(), CheckError> {
 }
 
 /// Warnings that do not stop KEDA but surprise users: a `custom` strategy whose percentage does
-/// not parse silently runs as `default`; `useCachedMetrics` and `cooldownPeriod` are ignored;
+/// not parse silently runs as `default`; `useCachedMetrics` is ignored;
 /// a `paused-replicas` annotation does nothing on a ScaledJob.
 pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
     let mut out = Vec::new();
@@ -99,12 +99,6 @@ pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
                 "ignored for ScaledJobs",
             ));
         }
-    }
-    if sj.spec.cooldown_period.is_some() {
-        out.push(err(
-            "spec.cooldownPeriod",
-            "not a ScaledJob setting; it has no effect",
-        ));
     }
     if sj
         .metadata

@@ -153,17 +153,15 @@ fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
             let Ok(sj) = serde_json::from_value::<ScaledJob>(value) else {
                 return problems;
             };
-            for (i, trigger) in sj.spec.triggers.iter().enumerate() {
-                if trigger
-                    .metric_type
-                    .as_deref()
-                    .is_some_and(|m| !m.is_empty())
-                {
-                    problems.push(Problem::error(
-                        &format!("spec.triggers[{i}].metricType"),
-                        "metricType is not supported for ScaledJob triggers",
-                    ));
+            // The operator's own ScaledJob rules (shared with its reconcile).
+            use keda_operator::scaled_job::checks;
+            for result in [checks::check_job_target(&sj), checks::check_triggers(&sj)] {
+                if let Err(e) = result {
+                    problems.push(Problem::error(&e.field, e.message));
                 }
+            }
+            for w in checks::warnings(&sj) {
+                problems.push(Problem::warning(&w.field, w.message));
             }
             problems.extend(trigger_problems(&sj.spec.triggers, true));
         }

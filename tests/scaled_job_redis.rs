@@ -1,6 +1,7 @@
 //! ScaledJob end to end on the real control plane (KWOK nodes) with a real redis-server: seed
 //! 001 unchanged, a worker emulator consuming one file name per Job pod, history cleanup,
 //! pending pods without duplicate Jobs, rollout, failed checks and deletion.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -308,25 +309,25 @@ async fn seed_001_one_job_per_csv_file_at_most_five_at_a_time() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(saw_active, "Active=True while files were queued");
-    let w = state.lock().unwrap();
-    let mut popped = w.popped.clone();
+    let (mut popped, max_unfinished, empty_pops) = {
+        let w = state.lock().unwrap();
+        (w.popped.clone(), w.max_unfinished, w.empty_pops)
+    };
     popped.sort();
     let mut expected = names.clone();
     expected.sort();
     assert_eq!(popped, expected, "every file consumed exactly once");
     assert!(
-        w.max_unfinished <= 5,
-        "at most 5 unfinished Jobs, saw {}",
-        w.max_unfinished
+        max_unfinished <= 5,
+        "at most 5 unfinished Jobs, saw {max_unfinished}"
     );
     let jobs = jobs_of(&ns, "csv-processor").await;
     println!(
         "seed 001: 60 items in {elapsed:?}, {} Jobs, {} pods popped nothing, max {} unfinished",
         jobs.len(),
-        w.empty_pops,
-        w.max_unfinished
+        empty_pops,
+        max_unfinished
     );
-    drop(w);
     let job = &jobs[0];
     assert_eq!(
         job.labels()["app.kubernetes.io/managed-by"],

@@ -115,6 +115,7 @@ pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

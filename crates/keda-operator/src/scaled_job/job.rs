@@ -166,6 +166,7 @@ pub fn stale_for_rollout<'a>(jobs: &[&'a Job], generation: Option<i64>) -> Vec<&
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};

@@ -229,6 +229,7 @@ pub fn decision(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use keda_api::scaled_job::ScalingStrategy;
@@ -278,7 +279,8 @@ mod tests {
             percentage: 0.5,
         };
         // (strategy, scaleTo, maxScale, running, pending, minRC, maxRC, jobs created)
-        let table: &[(Strategy, i64, i64, i64, i64, i64, i64, i64)] = &[
+        type Row = (Strategy, i64, i64, i64, i64, i64, i64, i64);
+        let table: &[Row] = &[
             // default: maxScale − running, capped by queue
             (Default, 10, 5, 0, 0, 0, 5, 5),
             (Default, 10, 5, 3, 0, 0, 5, 2),

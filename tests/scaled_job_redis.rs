@@ -695,3 +695,72 @@ async fn failed_checks_block_only_their_own_scaled_job() {
     assert!(jobs_of(&ns, "bad-trigger").await.is_empty());
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn paused_annotation_stops_job_creation_and_paused_replicas_does_not() {
+    shared_operator();
+    let ns = shared().namespace("sj-pause").await;
+    let redis = RedisServer::start();
+    let mut paused = scaled_job(
+        "paused",
+        &redis,
+        "p",
+        serde_json::json!({"jobTargetRef": unschedulable_template()}),
+    );
+    paused.metadata.annotations = Some(BTreeMap::from([(
+        "autoscaling.keda.sh/paused".to_string(),
+        "true".to_string(),
+    )]));
+    ns.api::<ScaledJob>()
+        .create(&PostParams::default(), &paused)
+        .await
+        .unwrap();
+    // paused-replicas is not supported for ScaledJobs: this one keeps scaling.
+    let mut replicas = scaled_job(
+        "paused-replicas",
+        &redis,
+        "p",
+        serde_json::json!({"jobTargetRef": unschedulable_template()}),
+    );
+    replicas.metadata.annotations = Some(BTreeMap::from([(
+        "autoscaling.keda.sh/paused-replicas".to_string(),
+        "0".to_string(),
+    )]));
+    ns.api::<ScaledJob>()
+        .create(&PostParams::default(), &replicas)
+        .await
+        .unwrap();
+    redis.commands(&[&["RPUSH", "p", "one"]]);
+
+    let (_, reason, _) =
+        wait_condition(&ns, "paused", "Paused", "True", Duration::from_secs(30)).await;
+    assert_eq!(reason, "ScaledJobPaused");
+    wait_event(&ns, "paused", "ScaledJobPaused", Duration::from_secs(10)).await;
+    wait_for(Duration::from_secs(30), || async {
+        (jobs_of(&ns, "paused-replicas").await.len() == 1).then_some(())
+    })
+    .await
+    .expect("paused-replicas does not pause a ScaledJob");
+    let_polls_run(3).await;
+    assert!(
+        jobs_of(&ns, "paused").await.is_empty(),
+        "no Jobs while paused"
+    );
+
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused": null}}});
+    ns.api::<ScaledJob>()
+        .patch("paused", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let (_, reason, _) =
+        wait_condition(&ns, "paused", "Paused", "False", Duration::from_secs(30)).await;
+    assert_eq!(reason, "ScaledJobUnpaused");
+    wait_event(&ns, "paused", "ScaledJobUnpaused", Duration::from_secs(10)).await;
+    wait_for(Duration::from_secs(30), || async {
+        (jobs_of(&ns, "paused").await.len() == 1).then_some(())
+    })
+    .await
+    .expect("Jobs again once unpaused");
+    ns.delete().await;
+}

@@ -181,8 +181,13 @@ impl JobLoops {
             .unwrap_or(false);
         let _ = self.state(&key);
         let interval = Duration::from_secs(u64::try_from(sj.spec.polling_interval()).unwrap_or(30));
-        self.scheduler
-            .upsert(key, interval, &sj.uid().unwrap_or_else(|| sj.name_any()));
+        self.scheduler.upsert(
+            key.clone(),
+            interval,
+            &sj.uid().unwrap_or_else(|| sj.name_any()),
+        );
+        // KEDA restarts the loop on every reconcile, and a started loop checks at once.
+        self.scheduler.poll_now(key);
         !existed
     }
 

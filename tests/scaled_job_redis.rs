@@ -132,6 +132,17 @@ async fn apply_seed_support(ns: &TestNamespace) {
             .await
             .expect("support object");
     }
+    // Pods with an unbound claim are never scheduled: fail here, not minutes later.
+    wait_for(Duration::from_secs(60), || async {
+        let pvc = ns
+            .api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>()
+            .get("data-pvc")
+            .await
+            .ok()?;
+        (pvc.status?.phase.as_deref() == Some("Bound")).then_some(())
+    })
+    .await
+    .expect("data-pvc bound by the persistentvolume-binder controller");
 }
 
 /// What the worker emulator saw: items popped per pod, and the most unfinished Jobs at once.
@@ -296,10 +307,19 @@ async fn seed_001_one_job_per_csv_file_at_most_five_at_a_time() {
         if done {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(420),
-            "queue not drained in time"
-        );
+        if started.elapsed() > Duration::from_secs(420) {
+            let jobs = jobs_of(&ns, "csv-processor").await;
+            let unfinished: Vec<String> = jobs
+                .iter()
+                .filter(|j| !finished(j))
+                .map(|j| format!("{} {:?}", j.name_any(), j.status))
+                .collect();
+            panic!(
+                "queue not drained in time: {} left, {} Jobs, unfinished: {unfinished:#?}",
+                llen(&redis, "csvs-to-process"),
+                jobs.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = started.elapsed();

@@ -1,6 +1,7 @@
 //! The keda-rs operator: one process with the controllers, one scheduler for every poll loop,
 //! the scalers, the metric cache and the external-metrics API.
 
+pub mod auth;
 pub mod controllers;
 pub mod events;
 pub mod executor;

@@ -28,6 +28,8 @@ pub struct OperatorConfig {
     /// Polls in flight at once across all objects.
     pub max_concurrent_polls: usize,
     pub version: String,
+    /// TriggerAuthentication resolution settings.
+    pub auth: crate::auth::AuthOptions,
 }
 
 impl Default for OperatorConfig {
@@ -37,6 +39,7 @@ impl Default for OperatorConfig {
             max_reconciles: 5,
             max_concurrent_polls: 64,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            auth: crate::auth::AuthOptions::default(),
         }
     }
 }
@@ -203,7 +206,16 @@ pub async fn start(
 ) -> Result<OperatorHandle, StartError> {
     use crate::metrics_api::{self, MetricsServerConfig, RequestHeaderAuth};
     let events = Events::new(client.clone());
-    let loops = ScaleLoops::new(client.clone(), events.clone(), config.max_concurrent_polls);
+    let resolver = Arc::new(crate::auth::AuthResolver::new(
+        client.clone(),
+        config.auth.clone(),
+    ));
+    let loops = ScaleLoops::new(
+        client.clone(),
+        events.clone(),
+        config.max_concurrent_polls,
+        resolver,
+    );
     let (tls, ca_pem) = match metrics.tls.clone() {
         Some(pair) => pair,
         None => metrics_api::self_signed(&metrics.service, &metrics.namespace)?,

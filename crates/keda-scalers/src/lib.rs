@@ -20,7 +20,7 @@ pub mod scalers;
 pub mod testing;
 pub mod tls;
 
-pub use config::{MetricTargetKind, ScalerConfig};
+pub use config::{MetricTargetKind, PodIdentity, ScalerConfig};
 pub use error::{ErrorKind, ScalerError};
 pub use metrics::{
     ExternalMetric, MetricSpec, MetricTarget, MetricValue, ResourceMetric, metric_name_with_index,

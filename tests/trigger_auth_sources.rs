@@ -1,0 +1,369 @@
+//! TriggerAuthentication sources that need more than a Secret: bound ServiceAccount tokens
+//! (checked with a real TokenReview), HashiCorp Vault (token and Kubernetes auth, kv v1 and v2,
+//! PKI) against a Vault API test double, and the TriggerAuthentication controller's finalizer,
+//! events and status lists.
+
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::events::v1::Event;
+use keda_api::common::ScaleTriggers;
+use keda_api::{ScaledObject, TriggerAuthentication};
+use keda_operator::auth::{AuthOptions, AuthResolver, WorkloadTemplate};
+use keda_rs_e2e::operator::shared_operator;
+use keda_rs_e2e::vault_double::VaultDouble;
+use keda_rs_e2e::{TestNamespace, shared, wait_for};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+async fn trigger_auth(ns: &TestNamespace, name: &str, spec: Value) {
+    let ta: TriggerAuthentication = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("valid TriggerAuthentication");
+    ns.api::<TriggerAuthentication>()
+        .create(&PostParams::default(), &ta)
+        .await
+        .expect("created");
+}
+
+async fn service_account(ns: &TestNamespace, name: &str) {
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa");
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+}
+
+fn trigger_with_auth(name: &str) -> ScaleTriggers {
+    serde_json::from_value(json!({
+        "type": "redis", "metadata": {"listName": "q"},
+        "authenticationRef": {"name": name}
+    }))
+    .expect("trigger")
+}
+
+async fn resolver(options: AuthOptions) -> AuthResolver {
+    AuthResolver::new(shared().client().await, options)
+}
+
+async fn resolve(
+    resolver: &AuthResolver,
+    ns: &TestNamespace,
+    ta: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    resolver
+        .resolve(
+            &ns.name,
+            &trigger_with_auth(ta),
+            None,
+            &WorkloadTemplate::given(None),
+        )
+        .await
+        .map(|r| r.auth_params)
+        .map_err(|e| e.to_string())
+}
+
+async fn review(token: &str) -> (bool, String) {
+    let api: Api<TokenReview> = Api::all(shared().client().await);
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_string(),
+            ..TokenReviewSpec::default()
+        },
+        ..TokenReview::default()
+    };
+    let status = api
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("token review")
+        .status
+        .unwrap_or_default();
+    (
+        status.authenticated == Some(true),
+        status.user.and_then(|u| u.username).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn bound_service_account_token_is_accepted_by_the_apiserver() {
+    shared_operator();
+    let ns = shared().namespace("auth-bound-token").await;
+    service_account(&ns, "scaler-reader").await;
+    trigger_auth(
+        &ns,
+        "bound",
+        json!({"boundServiceAccountToken": [{"parameter": "bearerToken", "serviceAccountName": "scaler-reader"}]}),
+    )
+    .await;
+    let resolver = resolver(AuthOptions::default()).await;
+    let params = resolve(&resolver, &ns, "bound").await.expect("resolved");
+    let token = &params["bearerToken"];
+    let (authenticated, user) = review(token).await;
+    assert!(authenticated, "TokenReview accepts the token");
+    assert_eq!(
+        user,
+        format!("system:serviceaccount:{}:scaler-reader", ns.name)
+    );
+    // Re-resolving within the token's half-life reuses it: credentials look unchanged, so
+    // scalers are not rebuilt every polling interval.
+    let again = resolve(&resolver, &ns, "bound").await.expect("resolved");
+    assert_eq!(&again["bearerToken"], token);
+
+    trigger_auth(
+        &ns,
+        "bound-missing",
+        json!({"boundServiceAccountToken": [{"parameter": "bearerToken", "serviceAccountName": "nobody"}]}),
+    )
+    .await;
+    let error = resolve(&resolver, &ns, "bound-missing").await.unwrap_err();
+    assert!(
+        error.contains("ServiceAccount \"nobody\" not found"),
+        "{error}"
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn vault_token_auth_reads_kv_v1_and_v2_and_issues_pki() {
+    shared_operator();
+    let ns = shared().namespace("auth-vault-token").await;
+    let vault = VaultDouble::start(shared().client().await, "root-token", Some("team-a")).await;
+    vault.put_kv1("redis", json!({"password": "v1-pw"}));
+    vault.put_kv2("redis", json!({"password": "v2-pw", "port": 6379}));
+    trigger_auth(
+        &ns,
+        "vault",
+        json!({"hashiCorpVault": {
+            "address": vault.address(), "authentication": "token", "namespace": "team-a",
+            "credential": {"token": "root-token"},
+            "secrets": [
+                {"parameter": "v1", "path": "kv/redis", "key": "password", "type": "secret"},
+                {"parameter": "v2", "path": "secret/data/redis", "key": "password", "type": "secretV2"},
+                {"parameter": "auto", "path": "secret/data/redis", "key": "password"},
+                {"parameter": "port", "path": "secret/data/redis", "key": "port"},
+                {"parameter": "cert", "path": "pki/issue/keda", "key": "certificate", "type": "pki",
+                 "pkiData": {"commonName": "worker.example", "altNames": "a.example,b.example", "ttl": "1h"}},
+                {"parameter": "ca", "path": "pki/issue/keda", "key": "issuing_ca", "type": "pki",
+                 "pkiData": {"commonName": "worker.example"}}
+            ]}}),
+    )
+    .await;
+    let resolver = resolver(AuthOptions::default()).await;
+    let params = resolve(&resolver, &ns, "vault").await.expect("resolved");
+    assert_eq!(params["v1"], "v1-pw");
+    assert_eq!(params["v2"], "v2-pw");
+    assert_eq!(params["auto"], "v2-pw", "kv v2 detected by its nested data");
+    assert_eq!(params["port"], "6379", "non-string values as JSON text");
+    assert!(params["cert"].starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(params["ca"], vault.ca_pem());
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(params["cert"].as_bytes())
+        .expect("PEM certificate");
+    // dNSName SANs are plain ASCII inside the DER.
+    assert!(
+        der.windows(9).any(|w| w == b"b.example"),
+        "altNames reach the PKI request"
+    );
+
+    // The operator's VAULT_TOKEN wins over the spec's token; a wrong one is refused by Vault.
+    let wrong = resolver_with_token("wrong").await;
+    let error = resolve(&wrong, &ns, "vault").await.unwrap_err();
+    assert!(
+        error.contains("hashiCorpVault") && error.contains("403"),
+        "{error}"
+    );
+
+    // A key the secret does not have is named, not turned into "".
+    trigger_auth(
+        &ns,
+        "vault-no-key",
+        json!({"hashiCorpVault": {
+            "address": vault.address(), "authentication": "token", "namespace": "team-a",
+            "credential": {"token": "root-token"},
+            "secrets": [{"parameter": "password", "path": "kv/redis", "key": "nope"}]}}),
+    )
+    .await;
+    let error = resolve(&resolver, &ns, "vault-no-key").await.unwrap_err();
+    assert!(
+        error.contains("\"nope\"") && error.contains("key not found"),
+        "{error}"
+    );
+    ns.delete().await;
+}
+
+async fn resolver_with_token(token: &str) -> AuthResolver {
+    resolver(AuthOptions {
+        vault_token: Some(token.to_string()),
+        ..AuthOptions::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn vault_kubernetes_auth_logs_in_with_a_service_account_token() {
+    shared_operator();
+    let ns = shared().namespace("auth-vault-k8s").await;
+    let vault = VaultDouble::start(shared().client().await, "root-token", None).await;
+    vault.put_kv2("app/redis", json!({"password": "from-k8s-login"}));
+    service_account(&ns, "vault-reader").await;
+    service_account(&ns, "someone-else").await;
+    vault.allow_role("keda", &ns.name, "vault-reader");
+    let spec = |sa: &str| {
+        json!({"hashiCorpVault": {
+            "address": vault.address(), "authentication": "kubernetes",
+            "mount": "kubernetes", "role": "keda",
+            "credential": {"serviceAccountName": sa},
+            "secrets": [{"parameter": "password", "path": "secret/data/app/redis", "key": "password"}]}})
+    };
+    trigger_auth(&ns, "vault-k8s", spec("vault-reader")).await;
+    trigger_auth(&ns, "vault-k8s-denied", spec("someone-else")).await;
+    let resolver = resolver(AuthOptions::default()).await;
+    let params = resolve(&resolver, &ns, "vault-k8s")
+        .await
+        .expect("resolved");
+    assert_eq!(params["password"], "from-k8s-login");
+    assert!(
+        vault
+            .requests()
+            .contains(&"POST /v1/auth/kubernetes/login".to_string())
+    );
+    let error = resolve(&resolver, &ns, "vault-k8s-denied")
+        .await
+        .unwrap_err();
+    assert!(error.contains("login") && error.contains("403"), "{error}");
+
+    // Without mount/role the configuration is refused before any request.
+    trigger_auth(
+        &ns,
+        "vault-k8s-no-role",
+        json!({"hashiCorpVault": {"address": vault.address(), "authentication": "kubernetes",
+               "mount": "kubernetes", "secrets": [{"parameter": "p", "path": "kv/x", "key": "k"}]}}),
+    )
+    .await;
+    let error = resolve(&resolver, &ns, "vault-k8s-no-role")
+        .await
+        .unwrap_err();
+    assert!(error.contains("role"), "{error}");
+    ns.delete().await;
+}
+
+async fn events_for(ns: &TestNamespace, name: &str) -> Vec<(String, String)> {
+    ns.api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+async fn wait_event(ns: &TestNamespace, name: &str, reason: &str) -> String {
+    wait_for(Duration::from_secs(30), || async {
+        events_for(ns, name)
+            .await
+            .into_iter()
+            .find(|(r, _)| r == reason)
+            .map(|(_, note)| note)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {reason} event for {name}"))
+}
+
+async fn scaled_objects_list(ns: &TestNamespace, ta: &str) -> Option<String> {
+    ns.api::<TriggerAuthentication>()
+        .get(ta)
+        .await
+        .ok()?
+        .status?
+        .scaledobjects
+}
+
+#[tokio::test]
+async fn trigger_authentication_lifecycle_events_finalizer_and_status_list() {
+    shared_operator();
+    let ns = shared().namespace("auth-lifecycle").await;
+    trigger_auth(
+        &ns,
+        "shared-auth",
+        json!({"secretTargetRef": [{"parameter": "password", "name": "s", "key": "k"}]}),
+    )
+    .await;
+    let tas = ns.api::<TriggerAuthentication>();
+    let note = wait_event(&ns, "shared-auth", "TriggerAuthenticationAdded").await;
+    assert_eq!(note, "New TriggerAuthentication configured");
+    let ta = tas.get("shared-auth").await.expect("ta");
+    assert!(ta.finalizers().iter().any(|f| f == "finalizer.keda.sh"));
+
+    for name in ["first", "second"] {
+        let so: ScaledObject = serde_json::from_value(json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": name},
+            "spec": {"scaleTargetRef": {"name": name},
+                "triggers": [{"type": "redis", "metadata": {"address": "127.0.0.1:1", "listName": "q"},
+                              "authenticationRef": {"name": "shared-auth"}}]}
+        }))
+        .expect("so");
+        ns.api::<ScaledObject>()
+            .create(&PostParams::default(), &so)
+            .await
+            .expect("so created");
+    }
+    wait_for(Duration::from_secs(30), || async {
+        scaled_objects_list(&ns, "shared-auth")
+            .await
+            .filter(|l| l.split(',').count() == 2)
+    })
+    .await
+    .expect("both ScaledObjects are listed in the TriggerAuthentication's status");
+
+    // A spec change: KEDA's quirky reason and message for a namespaced TriggerAuthentication.
+    tas.patch(
+        "shared-auth",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"secretTargetRef": [{"parameter": "password", "name": "s2", "key": "k"}]}})),
+    )
+    .await
+    .expect("patched");
+    let note = wait_event(&ns, "shared-auth", "ClusterTriggerAuthenticationUpdated").await;
+    assert_eq!(note, "ClusterTriggerAuthentication shared-auth is updated");
+    // The status-list writes did not count as updates.
+    let updates = events_for(&ns, "shared-auth")
+        .await
+        .into_iter()
+        .filter(|(r, _)| r == "ClusterTriggerAuthenticationUpdated")
+        .count();
+    assert_eq!(updates, 1);
+
+    ns.api::<ScaledObject>()
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for(Duration::from_secs(30), || async {
+        scaled_objects_list(&ns, "shared-auth")
+            .await
+            .filter(|l| l == "second")
+    })
+    .await
+    .expect("the deleted ScaledObject leaves the list");
+
+    tas.delete("shared-auth", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_event(&ns, "shared-auth", "TriggerAuthenticationDeleted").await;
+    wait_for(Duration::from_secs(30), || async {
+        tas.get_opt("shared-auth")
+            .await
+            .ok()
+            .and_then(|o| o.is_none().then_some(()))
+    })
+    .await
+    .expect("finalizer removed, object gone");
+    ns.delete().await;
+}

@@ -367,3 +367,141 @@ async fn trigger_authentication_lifecycle_events_finalizer_and_status_list() {
     .expect("finalizer removed, object gone");
     ns.delete().await;
 }
+
+/// Server-side applies every document of `yaml`, putting namespaced objects without a namespace
+/// into `namespace`.
+async fn apply_all(client: &kube::Client, yaml: &str, namespace: &str) {
+    for mut doc in keda_rs_e2e::documents(yaml).expect("yaml") {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, &kind);
+        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .expect("discovery");
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let api: Api<kube::api::DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced
+        {
+            let ns = doc["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(namespace)
+                .to_string();
+            doc["metadata"]["namespace"] = Value::String(ns.clone());
+            Api::namespaced_with(client.clone(), &ns, &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("keda-rs-tests").force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+    }
+}
+
+/// A client that acts as the operator's ServiceAccount, so only config/rbac's grants apply.
+async fn as_operator_service_account() -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(shared().kubeconfig_path()).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    config.auth_info.impersonate = Some("system:serviceaccount:keda:keda-operator".into());
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        "system:serviceaccounts:keda".into(),
+        "system:authenticated".into(),
+    ]);
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn least_privilege_rbac_reads_only_the_named_secrets() {
+    shared_operator();
+    let ns = shared().namespace("auth-rbac").await;
+    let admin = shared().client().await;
+    let rbac = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac/operator.yaml"),
+    )
+    .expect("config/rbac/operator.yaml");
+    apply_all(&admin, &rbac, "keda").await;
+    // The per-namespace grant, as config/rbac/namespace-access.yaml shows it, for one Secret.
+    let access = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac/namespace-access.yaml"),
+    )
+    .expect("config/rbac/namespace-access.yaml")
+    .replace("namespace: my-app", &format!("namespace: {}", ns.name));
+    apply_all(&admin, &access, &ns.name).await;
+
+    let secrets = ns.api::<k8s_openapi::api::core::v1::Secret>();
+    for name in ["redis-auth", "unrelated"] {
+        let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+            json!({"metadata": {"name": name}, "stringData": {"password": format!("{name}-pw")}}),
+        )
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+    trigger_auth(
+        &ns,
+        "granted",
+        json!({"secretTargetRef": [{"parameter": "password", "name": "redis-auth", "key": "password"}]}),
+    )
+    .await;
+    trigger_auth(
+        &ns,
+        "not-granted",
+        json!({"secretTargetRef": [{"parameter": "password", "name": "unrelated", "key": "password"}]}),
+    )
+    .await;
+
+    let operator = as_operator_service_account().await;
+    let resolver = AuthResolver::new(operator.clone(), AuthOptions::default());
+    // RBAC grants propagate through the apiserver's authorizer cache; allow a moment.
+    let params = wait_for(Duration::from_secs(15), || async {
+        resolve(&resolver, &ns, "granted").await.ok()
+    })
+    .await
+    .expect("the named Secret is readable with the shipped RBAC");
+    assert_eq!(params["password"], "redis-auth-pw");
+
+    let error = resolve(&resolver, &ns, "not-granted").await.unwrap_err();
+    assert!(error.contains("forbidden"), "{error}");
+    let as_scaler_error = resolver
+        .resolve(
+            &ns.name,
+            &trigger_with_auth("not-granted"),
+            None,
+            &WorkloadTemplate::given(None),
+        )
+        .await
+        .unwrap_err()
+        .into_scaler_error("redis trigger 0".into());
+    assert!(
+        as_scaler_error.is_config(),
+        "forbidden is a configuration problem, not an outage"
+    );
+
+    // No list or watch of Secrets anywhere, and nothing outside the granted namespace.
+    let own: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(operator.clone(), &ns.name);
+    assert!(
+        own.list(&ListParams::default()).await.is_err(),
+        "list is refused"
+    );
+    let all: Api<k8s_openapi::api::core::v1::Secret> = Api::all(operator.clone());
+    assert!(
+        all.list(&ListParams::default()).await.is_err(),
+        "cluster-wide list is refused"
+    );
+    let elsewhere: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(operator, "kube-system");
+    assert!(elsewhere.get("anything").await.is_err());
+    ns.delete().await;
+}

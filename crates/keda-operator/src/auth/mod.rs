@@ -173,6 +173,8 @@ impl AuthError {
     /// configuration that is wrong until someone changes it.
     pub fn is_transient(&self) -> bool {
         match self {
+            // Forbidden stays forbidden until someone grants access: a configuration problem.
+            Self::Kube(kube::Error::Api(e)) if e.code == 403 => false,
             Self::Kube(_) => true,
             Self::Vault(message) => !message.contains("HTTP 4"),
             _ => false,

@@ -505,3 +505,83 @@ async fn least_privilege_rbac_reads_only_the_named_secrets() {
     assert!(elsewhere.get("anything").await.is_err());
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn restricted_secret_access_reads_only_the_cluster_object_namespace() {
+    shared_operator();
+    let ns = shared().namespace("auth-restrict").await;
+    let client = shared().client().await;
+    let name = format!("restricted-{}", ns.name);
+    for (namespace, value) in [
+        ("keda", "from-keda-namespace"),
+        (ns.name.as_str(), "from-own-namespace"),
+    ] {
+        let api: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(client.clone(), namespace);
+        let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+            json!({"metadata": {"name": name}, "stringData": {"password": value}}),
+        )
+        .expect("secret");
+        api.create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+    trigger_auth(
+        &ns,
+        "restricted",
+        json!({"secretTargetRef": [{"parameter": "password", "name": name, "key": "password"}]}),
+    )
+    .await;
+    let open = resolver(AuthOptions::default()).await;
+    let restricted = resolver(AuthOptions {
+        restrict_secret_access: true,
+        cluster_object_namespace: "keda".into(),
+        operator_namespace: "keda".into(),
+        ..AuthOptions::default()
+    })
+    .await;
+    assert_eq!(
+        resolve(&open, &ns, "restricted").await.unwrap()["password"],
+        "from-own-namespace"
+    );
+    assert_eq!(
+        resolve(&restricted, &ns, "restricted").await.unwrap()["password"],
+        "from-keda-namespace"
+    );
+
+    // Workload env: Secret references are skipped for workloads outside the operator's namespace.
+    let template: k8s_openapi::api::core::v1::PodTemplateSpec = serde_json::from_value(json!({
+        "spec": {"containers": [{"name": "w", "image": "x", "env": [
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}},
+            {"name": "PLAIN", "value": "visible"}]}]}
+    }))
+    .expect("template");
+    let trigger: ScaleTriggers = serde_json::from_value(json!({
+        "type": "redis", "metadata": {"listName": "q", "passwordFromEnv": "PW"}
+    }))
+    .expect("trigger");
+    let env = |r: &AuthResolver| {
+        let trigger = trigger.clone();
+        let template = template.clone();
+        let ns = ns.name.clone();
+        async move {
+            r.resolve(
+                &ns,
+                &trigger,
+                None,
+                &WorkloadTemplate::given(Some(&template)),
+            )
+            .await
+            .expect("resolved")
+            .resolved_env
+        }
+    };
+    let open_env = env(&open).await;
+    assert_eq!(open_env["PW"], "from-own-namespace");
+    let restricted_env = env(&restricted).await;
+    assert!(!restricted_env.contains_key("PW"));
+    assert_eq!(restricted_env["PLAIN"], "visible");
+    let keda_secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "keda");
+    let _ = keda_secrets.delete(&name, &DeleteParams::default()).await;
+    ns.delete().await;
+}

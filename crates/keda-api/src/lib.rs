@@ -3,6 +3,7 @@
 // kube-derive's repeated `printcolumn(...)` arguments look like duplicated attributes to clippy.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod auth_rules;
 pub mod common;
 pub mod crd;
 pub mod scaled_job;

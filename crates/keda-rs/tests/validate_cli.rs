@@ -166,6 +166,14 @@ fn each_bad_manifest_exits_1_naming_the_field() {
             "bad-fallback-behavior.yaml",
             "ScaledObject bad-fallback-behavior: error: spec.fallback.behavior: unsupported value \"sometimes\"",
         ),
+        (
+            "ta-file-path.yaml",
+            "TriggerAuthentication ta-file-path: error: spec.filePath: filePath is only allowed on a ClusterTriggerAuthentication",
+        ),
+        (
+            "cta-aws-role-and-workload.yaml",
+            "ClusterTriggerAuthentication cta-aws-role-and-workload: error: spec.podIdentity.roleArn: roleArn cannot be used together with identityOwner: workload",
+        ),
     ];
     for (file, expected) in cases {
         let path = fixtures().join("invalid").join(file);

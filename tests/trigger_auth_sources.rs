@@ -560,28 +560,30 @@ async fn restricted_secret_access_reads_only_the_cluster_object_namespace() {
         "type": "redis", "metadata": {"listName": "q", "passwordFromEnv": "PW"}
     }))
     .expect("trigger");
-    let env = |r: &AuthResolver| {
-        let trigger = trigger.clone();
-        let template = template.clone();
-        let ns = ns.name.clone();
-        async move {
-            r.resolve(
-                &ns,
-                &trigger,
-                None,
-                &WorkloadTemplate::given(Some(&template)),
-            )
-            .await
-            .expect("resolved")
-            .resolved_env
-        }
-    };
-    let open_env = env(&open).await;
+    let open_env = resolved_env(&open, &ns.name, &trigger, &template).await;
     assert_eq!(open_env["PW"], "from-own-namespace");
-    let restricted_env = env(&restricted).await;
+    let restricted_env = resolved_env(&restricted, &ns.name, &trigger, &template).await;
     assert!(!restricted_env.contains_key("PW"));
     assert_eq!(restricted_env["PLAIN"], "visible");
     let keda_secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "keda");
     let _ = keda_secrets.delete(&name, &DeleteParams::default()).await;
     ns.delete().await;
+}
+
+async fn resolved_env(
+    resolver: &AuthResolver,
+    namespace: &str,
+    trigger: &ScaleTriggers,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> std::collections::BTreeMap<String, String> {
+    resolver
+        .resolve(
+            namespace,
+            trigger,
+            None,
+            &WorkloadTemplate::given(Some(template)),
+        )
+        .await
+        .expect("resolved")
+        .resolved_env
 }

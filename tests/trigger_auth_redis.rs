@@ -3,6 +3,8 @@
 //! user writes, clear conditions when something is missing, and credential rotation picked up
 //! without restarting the operator.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;

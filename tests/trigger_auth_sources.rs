@@ -3,6 +3,8 @@
 //! PKI) against a Vault API test double, and the TriggerAuthentication controller's finalizer,
 //! events and status lists.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};

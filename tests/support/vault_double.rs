@@ -5,6 +5,9 @@
 //! a real TokenReview against the test control plane), kv v1 and kv v2 reads, and PKI issue
 //! (certificates really issued by a CA generated here).
 
+// A test double: a poisoned lock or a bad canned answer should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,3 +1,7 @@
 //! One module per scaler (or a folder per family once a family shares code).
 
+pub mod cpu_memory;
+pub mod cron;
+pub mod cron_schedule;
 pub mod redis;
+pub mod redis_streams;

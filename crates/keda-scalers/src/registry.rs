@@ -52,6 +52,11 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::cpu_memory::parse(c).map(drop),
     },
     RegistryEntry {
+        trigger_type: "prometheus",
+        build: |c, p| Box::pin(scalers::prometheus::build(c, p)),
+        parse: |c| scalers::prometheus::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),

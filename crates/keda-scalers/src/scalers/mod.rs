@@ -3,5 +3,6 @@
 pub mod cpu_memory;
 pub mod cron;
 pub mod cron_schedule;
+pub mod prometheus;
 pub mod redis;
 pub mod redis_streams;

@@ -14,6 +14,7 @@ pub mod known_types;
 pub mod metrics;
 pub mod params;
 pub mod pools;
+pub mod quantity;
 pub mod registry;
 pub mod scaler;
 pub mod scalers;

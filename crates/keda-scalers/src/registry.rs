@@ -52,6 +52,11 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::cpu_memory::parse(c).map(drop),
     },
     RegistryEntry {
+        trigger_type: "metrics-api",
+        build: |c, p| Box::pin(scalers::metrics_api::build(c, p)),
+        parse: |c| scalers::metrics_api::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "prometheus",
         build: |c, p| Box::pin(scalers::prometheus::build(c, p)),
         parse: |c| scalers::prometheus::parse(c).map(drop),

@@ -3,6 +3,7 @@
 pub mod cpu_memory;
 pub mod cron;
 pub mod cron_schedule;
+pub mod metrics_api;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_streams;

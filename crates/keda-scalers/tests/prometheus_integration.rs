@@ -339,3 +339,62 @@ async fn compliance() {
     let pools = Pools::new();
     check_live(&registry, &pools, &case).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_client_certificate_and_ca() {
+    let pki = test_cluster::redis::TestPki::generate();
+    let prom = PrometheusServer::start_with_mutual_tls(&pki);
+    let md = |extra: &[(&str, &str)]| {
+        let mut m = vec![
+            ("serverAddress", prom.url()),
+            ("query", "vector(5)".to_owned()),
+            ("threshold", "2".to_owned()),
+        ];
+        m.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        ScalerConfig::new("prometheus", 0).with_metadata(m)
+    };
+    let pools = Pools::new();
+    let with_cert = [
+        ("cert", pki.client_cert_pem.as_str()),
+        ("key", pki.client_key_pem.as_str()),
+    ];
+    // Client certificate and the CA that signed the server's certificate.
+    let mut full = with_cert.to_vec();
+    full.push(("ca", pki.ca_pem.as_str()));
+    let s = build(
+        &md(&[("authModes", "tls")]).with_auth_params(full.clone()),
+        &pools,
+    )
+    .await
+    .unwrap();
+    assert_eq!(poll(s.as_ref()).await.unwrap(), (5.0, true));
+
+    // Client certificate, no CA: the server's certificate is not trusted...
+    let s = build(
+        &md(&[("authModes", "tls")]).with_auth_params(with_cert),
+        &pools,
+    )
+    .await
+    .unwrap();
+    let err = poll(s.as_ref()).await.unwrap_err();
+    assert!(err.is_backend(), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // ...unless verification is off.
+    let s = build(
+        &md(&[("authModes", "tls"), ("unsafeSsl", "true")]).with_auth_params(with_cert),
+        &pools,
+    )
+    .await
+    .unwrap();
+    assert_eq!(poll(s.as_ref()).await.unwrap(), (5.0, true));
+
+    // No client certificate: the server refuses the handshake. The material is ignored when the
+    // tls mode is off.
+    let s = build(&md(&[]).with_auth_params(full), &pools)
+        .await
+        .unwrap();
+    assert!(poll(s.as_ref()).await.unwrap_err().is_backend());
+}

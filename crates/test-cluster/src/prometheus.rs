@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::redis::free_port;
+use crate::redis::{TestPki, free_port};
 
 /// Basic-auth user of [`PrometheusServer::start_with_basic_auth`].
 pub const BASIC_USER: &str = "keda";
@@ -22,6 +22,14 @@ pub const BASIC_PASSWORD: &str = "prom-secret";
 /// `python3 -c "import crypt; print(crypt.crypt('prom-secret', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"`.
 const BASIC_PASSWORD_BCRYPT: &str = "$2b$04$QtUGRPYf.oNBBScTOkL2huWbQ8S4zQD3UEVeBH9avoLpr8.FuWzPK";
 
+/// How the HTTP API is protected (Prometheus' `--web.config.file`).
+enum Web<'a> {
+    Plain,
+    BasicAuth,
+    /// HTTPS with this PKI's server certificate, requiring a client certificate it signed.
+    MutualTls(&'a TestPki),
+}
+
 /// One `prometheus` process.
 pub struct PrometheusServer {
     child: Child,
@@ -29,20 +37,27 @@ pub struct PrometheusServer {
     /// HTTP port on 127.0.0.1.
     pub port: u16,
     basic_auth: bool,
+    tls: bool,
 }
 
 impl PrometheusServer {
     /// Scrapes `targets` (`host:port`, path `/metrics`) every second.
     pub fn start(targets: &[String]) -> Self {
-        Self::launch(targets, false)
+        Self::launch(targets, &Web::Plain)
+    }
+
+    /// Serves HTTPS only, with `pki`'s server certificate, and requires a client certificate
+    /// signed by `pki`'s CA. [`PrometheusServer::get`] does not work on it; use `vector(…)` queries.
+    pub fn start_with_mutual_tls(pki: &TestPki) -> Self {
+        Self::launch(&[], &Web::MutualTls(pki))
     }
 
     /// Same, with the HTTP API behind basic auth ([`BASIC_USER`] / [`BASIC_PASSWORD`]).
     pub fn start_with_basic_auth(targets: &[String]) -> Self {
-        Self::launch(targets, true)
+        Self::launch(targets, &Web::BasicAuth)
     }
 
-    fn launch(targets: &[String], basic_auth: bool) -> Self {
+    fn launch(targets: &[String], web: &Web<'_>) -> Self {
         let mut last_log = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().unwrap();
@@ -73,14 +88,29 @@ impl PrometheusServer {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log));
-            if basic_auth {
-                let web = dir.path().join("web.yml");
-                fs::write(
-                    &web,
-                    format!("basic_auth_users:\n  {BASIC_USER}: '{BASIC_PASSWORD_BCRYPT}'\n"),
-                )
-                .unwrap();
-                cmd.arg(format!("--web.config.file={}", web.display()));
+            let web_config = match web {
+                Web::Plain => None,
+                Web::BasicAuth => Some(format!(
+                    "basic_auth_users:\n  {BASIC_USER}: '{BASIC_PASSWORD_BCRYPT}'\n"
+                )),
+                Web::MutualTls(pki) => {
+                    let write = |name: &str, pem: &str| {
+                        let path = dir.path().join(name);
+                        fs::write(&path, pem).unwrap();
+                        path.display().to_string()
+                    };
+                    Some(format!(
+                        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                        write("server.crt", &pki.server_cert_pem),
+                        write("server.key", &pki.server_key_pem),
+                        write("ca.crt", &pki.ca_pem),
+                    ))
+                }
+            };
+            if let Some(config) = web_config {
+                let path = dir.path().join("web.yml");
+                fs::write(&path, config).unwrap();
+                cmd.arg(format!("--web.config.file={}", path.display()));
             }
             let child = cmd.spawn().unwrap_or_else(|e| {
                 panic!("cannot run prometheus (apt-get install prometheus): {e}")
@@ -89,7 +119,8 @@ impl PrometheusServer {
                 child,
                 dir,
                 port,
-                basic_auth,
+                basic_auth: matches!(web, Web::BasicAuth),
+                tls: matches!(web, Web::MutualTls(_)),
             };
             if server.wait_ready(Duration::from_secs(30)) {
                 return server;
@@ -107,7 +138,13 @@ impl PrometheusServer {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if self.get("/-/ready").is_some_and(|(s, _)| s == 200) {
+            let ready = if self.tls {
+                self.log()
+                    .contains("Server is ready to receive web requests")
+            } else {
+                self.get("/-/ready").is_some_and(|(s, _)| s == 200)
+            };
+            if ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -115,9 +152,13 @@ impl PrometheusServer {
         false
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://localhost:<port>` with TLS, matching the certificate).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 
     /// The server's log so far.
@@ -127,6 +168,9 @@ impl PrometheusServer {
 
     /// A GET on the server (with the basic-auth credentials if it wants them): status and body.
     pub fn get(&self, path_and_query: &str) -> Option<(u16, String)> {
+        if self.tls {
+            return None;
+        }
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let auth = if self.basic_auth {

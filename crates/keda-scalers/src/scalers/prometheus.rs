@@ -470,6 +470,23 @@ mod tests {
     }
 
     #[test]
+    fn tutorial_triggers_parse_unchanged() {
+        parse(&cfg(
+            &[
+                ("serverAddress", "http://prometheus.monitoring.svc:9090"),
+                ("metricName", "orders_per_second"),
+                ("threshold", "10"),
+                (
+                    "query",
+                    "sum(rate(http_requests_total{job=\"order-service\"}[2m]))",
+                ),
+            ],
+            &[],
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn request_shape() {
         let m = parse(&cfg(
             &with(&[

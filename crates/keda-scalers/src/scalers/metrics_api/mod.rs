@@ -333,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn tutorial_triggers_parse_unchanged() {
+        // From the seed tutorials: a Dynatrace query URL with quotes and parentheses, API key in a
+        // custom header.
+        let url = "https://tenant.example.com/api/v2/metrics/query?metricSelector=builtin:service.requestCount.total:filter(and(in(\"dt.entity.service\",entitySelector(\"type(service),entityName(~\"greeting-service~\")\")))):splitBy():sum:timeshift(-3m):rollup(avg,3m):last";
+        let m = parse(&cfg(
+            &[
+                ("targetValue", "100"),
+                ("url", url),
+                ("valueLocation", "result.0.data.0.values.0"),
+                ("authMode", "apiKey"),
+                ("keyParamName", "Authorization"),
+            ],
+            &[("apiKey", "Api-Token x")],
+        ))
+        .unwrap();
+        assert_eq!(m.auth.key_param_name.as_deref(), Some("Authorization"));
+        parse(&cfg(
+            &[
+                ("targetValue", "8"),
+                ("url", "http://api:3232/api/v1/stats"),
+                ("valueLocation", "components.worker.tasks"),
+            ],
+            &[],
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn metric_name_is_normalized() {
         assert_eq!(
             normalized_metric_name(1, "metric-api-metric.test"),

@@ -204,6 +204,33 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_their_parameter() {
+        use crate::testing::assert_config_error_names;
+        let registry = crate::registry::Registry::builtin();
+        for trigger_type in ["cpu", "memory"] {
+            for (kind, metadata, parameter) in [
+                (MetricTargetKind::Utilization, vec![], "value"),
+                (MetricTargetKind::Utilization, vec![("value", "x")], "value"),
+                (
+                    MetricTargetKind::AverageValue,
+                    vec![("value", "1Zi")],
+                    "value",
+                ),
+                (MetricTargetKind::Value, vec![("value", "1")], "metricType"),
+                (
+                    MetricTargetKind::Utilization,
+                    vec![("value", "1"), ("type", "Utilization")],
+                    "type",
+                ),
+            ] {
+                let mut c = ScalerConfig::new(trigger_type, 0).with_metadata(metadata);
+                c.metric_type = kind;
+                assert_config_error_names(&registry.parse_only(&c).unwrap_err(), parameter);
+            }
+        }
+    }
+
+    #[test]
     fn type_parameter_is_removed() {
         let err = parse(&cfg(
             MetricTargetKind::Utilization,

@@ -3,6 +3,7 @@
 //! [`CronScaler::activity_at`] so windows are tested with fixed instants.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -97,6 +98,7 @@ pub struct CronScaler {
     trigger: String,
     metric_name: String,
     metadata: CronMetadata,
+    closed: AtomicBool,
 }
 
 impl CronScaler {
@@ -116,6 +118,7 @@ impl CronScaler {
             trigger: config.trigger_label(),
             metric_name,
             metadata,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -173,11 +176,16 @@ impl Scaler for CronScaler {
         &self,
         metric_name: &str,
     ) -> Result<(Vec<MetricValue>, bool), ScalerError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(ScalerError::backend(&self.trigger, "scaler is closed"));
+        }
         let (value, active) = self.value_at(Timestamp::now())?;
         Ok((vec![MetricValue::new(metric_name, value)], active))
     }
 
-    async fn close(&self) {}
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Registry constructor.
@@ -412,6 +420,35 @@ mod tests {
         assert!(gap.activity_at(local(tz, "2026-03-08T03:30")).unwrap());
         assert!(!gap.activity_at(local(tz, "2026-03-08T05:00")).unwrap());
         assert!(gap.activity_at(local(tz, "2026-03-09T02:30")).unwrap());
+    }
+
+    #[tokio::test]
+    async fn compliance() {
+        use crate::testing::{ComplianceCase, check_live, check_parsing};
+        let registry = crate::registry::Registry::builtin();
+        // A window open all year but its last minute, so the live value is desiredReplicas.
+        let case = ComplianceCase {
+            config: cfg(
+                0,
+                &[
+                    ("timezone", "Etc/UTC"),
+                    ("start", "0 0 1 1 *"),
+                    ("end", "59 23 31 12 *"),
+                    ("desiredReplicas", "3"),
+                ],
+            ),
+            required: vec!["timezone", "start", "end", "desiredReplicas"],
+            invalid: vec![
+                ("start", "-30 * * * *"),
+                ("end", "50 * * -3 *"),
+                ("desiredReplicas", "x"),
+                ("desiredReplicas", "0"),
+            ],
+            activation_param: None,
+            current_value: 3.0,
+        };
+        check_parsing(&registry, &case);
+        check_live(&registry, &crate::pools::Pools::new(), &case).await;
     }
 
     #[test]

@@ -265,3 +265,67 @@ async fn compliance() {
     let pools = Pools::new();
     check_live(&registry, &pools, &case).await;
 }
+
+/// Prometheus' query API is a JSON endpoint behind real TLS and basic auth, so it serves as a
+/// metrics-api backend that enforces credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_basic_auth_enforced_by_a_real_server() {
+    use test_cluster::prometheus::{BASIC_PASSWORD, BASIC_USER, PrometheusServer};
+    let pki = test_cluster::redis::TestPki::generate();
+    let tls = PrometheusServer::start_with_mutual_tls(&pki);
+    let pools = Pools::new();
+    let url = format!("{}/api/v1/query?query=vector(6)", tls.url());
+    let md = [
+        ("url", url.as_str()),
+        ("valueLocation", "data.result.0.value.1"),
+        ("targetValue", "2"),
+        ("authMode", "tls"),
+    ];
+    let ok = config(&md).with_auth_params([
+        ("cert", pki.client_cert_pem.as_str()),
+        ("key", pki.client_key_pem.as_str()),
+        ("ca", pki.ca_pem.as_str()),
+    ]);
+    let s = build(&ok, &pools).await.unwrap();
+    assert_eq!(poll(s.as_ref()).await.unwrap(), (6.0, true));
+    // Trusting the server but presenting no client certificate: refused.
+    let no_cert = config(&[
+        ("url", url.as_str()),
+        ("valueLocation", "data.result.0.value.1"),
+        ("targetValue", "2"),
+        ("unsafeSsl", "true"),
+    ]);
+    let s = build(&no_cert, &pools).await.unwrap();
+    let err = poll(s.as_ref()).await.unwrap_err();
+    assert!(
+        err.is_backend()
+            && err
+                .to_string()
+                .starts_with("metrics-api trigger 0: error requesting metrics endpoint: "),
+        "{err}"
+    );
+
+    let basic = PrometheusServer::start_with_basic_auth(&[]);
+    let url = format!("{}/api/v1/query?query=vector(3)", basic.url());
+    let md = [
+        ("url", url.as_str()),
+        ("valueLocation", "data.result.0.value.1"),
+        ("targetValue", "2"),
+        ("authMode", "basic"),
+    ];
+    let s = build(
+        &config(&md).with_auth_params([("username", BASIC_USER), ("password", BASIC_PASSWORD)]),
+        &pools,
+    )
+    .await
+    .unwrap();
+    assert_eq!(poll(s.as_ref()).await.unwrap(), (3.0, true));
+    let s = build(
+        &config(&md).with_auth_params([("username", BASIC_USER), ("password", "wrong")]),
+        &pools,
+    )
+    .await
+    .unwrap();
+    let err = poll(s.as_ref()).await.unwrap_err();
+    assert!(err.to_string().contains("api returned 401"), "{err}");
+}

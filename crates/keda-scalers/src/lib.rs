@@ -6,6 +6,7 @@
 // Tests may unwrap; library code may not (workspace lint).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth_modes;
 pub mod clients;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod known_types;
 pub mod metrics;
 pub mod params;
 pub mod pools;
+pub mod quantity;
 pub mod registry;
 pub mod scaler;
 pub mod scalers;

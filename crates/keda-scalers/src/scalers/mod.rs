@@ -1,3 +1,9 @@
 //! One module per scaler (or a folder per family once a family shares code).
 
+pub mod cpu_memory;
+pub mod cron;
+pub mod cron_schedule;
+pub mod metrics_api;
+pub mod prometheus;
 pub mod redis;
+pub mod redis_streams;

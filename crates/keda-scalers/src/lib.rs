@@ -28,4 +28,4 @@ pub use metrics::{
 };
 pub use pools::Pools;
 pub use registry::Registry;
-pub use scaler::Scaler;
+pub use scaler::{ActivitySink, Scaler};

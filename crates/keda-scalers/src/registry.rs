@@ -36,6 +36,16 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "external",
+        build: |c, p| Box::pin(scalers::external::build(c, p, false)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "external-push",
+        build: |c, p| Box::pin(scalers::external::build(c, p, true)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),

@@ -2,3 +2,4 @@
 //! its connection parameters, its identity type and its client.
 
 pub mod redis;
+pub mod external;

@@ -414,6 +414,9 @@ mod tests {
         let polls = rec.polls.lock().map(|p| p.clone()).unwrap_or_default();
         assert_eq!(polls.len(), 2, "a second poll right after the first ended");
         let gap = polls[1].1.duration_since(polls[0].1);
-        assert!(gap >= Duration::from_secs(2) && gap < Duration::from_millis(2100), "{gap:?}");
+        assert!(
+            gap >= Duration::from_secs(2) && gap < Duration::from_millis(2100),
+            "{gap:?}"
+        );
     }
 }

@@ -52,8 +52,16 @@ impl ExternalEndpoint {
         let uri: Uri = format!("{scheme}://{}", self.address)
             .parse()
             .map_err(|e| format!("invalid scalerAddress {:?}: {e}", self.address))?;
+        // The authority must be exactly host or host:port (no userinfo, no bad port).
+        let well_formed = |host: &str| {
+            let expected = match uri.port_u16() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            uri.authority().is_some_and(|a| a.as_str() == expected)
+        };
         match uri.host() {
-            Some(host) if !host.is_empty() && uri.path() == "/" => Ok(uri),
+            Some(host) if !host.is_empty() && uri.path() == "/" && well_formed(host) => Ok(uri),
             _ => Err(format!(
                 "invalid scalerAddress {:?}: expected host:port",
                 self.address

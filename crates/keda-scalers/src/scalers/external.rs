@@ -50,7 +50,7 @@ pub fn parse(config: &ScalerConfig) -> Result<ExternalMetadata, ScalerError> {
     let cert: Option<String> = p.param("tlsClientCert").from(AUTH_PARAMS).optional();
     let key: Option<String> = p.param("tlsClientKey").from(AUTH_PARAMS).optional();
     let use_tls = enable_tls || ca.is_some() || (cert.is_some() && key.is_some());
-    let tls = use_tls.then(|| TlsSettings {
+    let tls = use_tls.then_some(TlsSettings {
         cert,
         key,
         key_password: None,
@@ -127,7 +127,11 @@ struct PushState {
 impl ExternalScaler {
     /// Parses `config`, takes a share of the pooled channel and asks the scaler for its metric
     /// specs. An unreachable scaler is a backend error, so the operator retries the build.
-    pub async fn new(config: &ScalerConfig, pools: &Pools, push: bool) -> Result<Self, ScalerError> {
+    pub async fn new(
+        config: &ScalerConfig,
+        pools: &Pools,
+        push: bool,
+    ) -> Result<Self, ScalerError> {
         let metadata = parse(config)?;
         let trigger = config.trigger_label();
         let lease = pools
@@ -202,7 +206,11 @@ impl ExternalScaler {
 
     fn stop_push(&self) {
         if let Some(push) = &self.push
-            && let Some(task) = push.task.lock().unwrap_or_else(PoisonError::into_inner).take()
+            && let Some(task) = push
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
         {
             task.abort();
         }
@@ -218,11 +226,7 @@ async fn rpc<T>(
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(ScalerError::backend(
             trigger,
-            format!(
-                "{call} failed: {:?}: {}",
-                status.code(),
-                status.message()
-            ),
+            format!("{call} failed: {:?}: {}", status.code(), status.message()),
         )),
         Err(_) => Err(ScalerError::backend(
             trigger,
@@ -380,4 +384,152 @@ pub(crate) async fn build(
     push: bool,
 ) -> Result<Arc<dyn Scaler>, ScalerError> {
     Ok(Arc::new(ExternalScaler::new(config, pools, push).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(metadata: &[(&str, &str)], auth: &[(&str, &str)]) -> ScalerConfig {
+        ScalerConfig::new("external", 0)
+            .with_metadata(metadata.iter().copied())
+            .with_auth_params(auth.iter().copied())
+    }
+
+    // KEDA's external_scaler_test.go table, as facts.
+
+    #[test]
+    fn missing_scaler_address_is_rejected() {
+        let err = parse(&config(&[("metricName", "m")], &[])).unwrap_err();
+        assert!(err.is_config());
+        assert_eq!(err.parameter(), Some("scalerAddress"));
+        assert!(
+            err.message()
+                .contains("missing required parameter \"scalerAddress\" in [triggerMetadata]")
+        );
+    }
+
+    #[test]
+    fn address_and_arbitrary_keys_are_accepted_and_forwarded() {
+        let cfg = config(
+            &[
+                ("scalerAddress", "myservice:9090"),
+                ("test1", "7"),
+                ("test2", "SomeValue"),
+            ],
+            &[],
+        );
+        let m = parse(&cfg).unwrap();
+        assert_eq!(m.endpoint.address, "myservice:9090");
+        assert!(m.endpoint.tls.is_none());
+        assert_eq!(
+            m.scaler_metadata.get("test1").map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(
+            m.scaler_metadata.get("scalerAddress").map(String::as_str),
+            Some("myservice:9090")
+        );
+    }
+
+    #[test]
+    fn enable_tls_and_ca_switch_tls_on() {
+        let m = parse(&config(
+            &[("scalerAddress", "svc:9090"), ("enableTLS", "true")],
+            &[],
+        ))
+        .unwrap();
+        assert!(m.endpoint.tls.is_some());
+        let m = parse(&config(
+            &[
+                ("scalerAddress", "svc:9090"),
+                ("unsafeSsl", "true"),
+                ("enableTLS", "true"),
+            ],
+            &[],
+        ))
+        .unwrap();
+        assert!(m.endpoint.tls.as_ref().is_some_and(|t| t.unsafe_ssl));
+        // Different TLS settings are a different pooled identity.
+        let plain = parse(&config(&[("scalerAddress", "svc:9090")], &[])).unwrap();
+        assert_ne!(plain.endpoint, m.endpoint);
+    }
+
+    #[test]
+    fn bad_tls_material_names_the_auth_parameter() {
+        let err = parse(&config(
+            &[("scalerAddress", "svc:9090")],
+            &[("caCert", "not a pem")],
+        ))
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("caCert"));
+        let err = parse(&config(
+            &[("scalerAddress", "svc:9090")],
+            &[("tlsClientCert", "junk"), ("tlsClientKey", "junk")],
+        ))
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("tlsClientCert"));
+    }
+
+    #[test]
+    fn bad_booleans_are_rejected() {
+        for key in ["enableTLS", "unsafeSsl"] {
+            let err =
+                parse(&config(&[("scalerAddress", "svc:9090"), (key, "yes")], &[])).unwrap_err();
+            assert_eq!(err.parameter(), Some(key));
+        }
+    }
+
+    #[test]
+    fn address_must_be_host_and_port() {
+        for bad in ["svc:9090/path", "http://svc:9090", "svc:notaport", ":9090"] {
+            let err = parse(&config(&[("scalerAddress", bad)], &[])).unwrap_err();
+            assert_eq!(err.parameter(), Some("scalerAddress"), "{bad}");
+        }
+        let m = parse(&config(&[("scalerAddress", "dns:///svc.ns:9090")], &[])).unwrap();
+        assert_eq!(m.endpoint.address, "svc.ns:9090");
+    }
+
+    #[test]
+    fn from_env_keys_carry_the_resolved_value_or_are_dropped() {
+        let cfg = config(
+            &[
+                ("scalerAddress", "svc:9090"),
+                ("queueFromEnv", "QUEUE"),
+                ("missingFromEnv", "NOPE"),
+                ("emptyFromEnv", "EMPTY"),
+            ],
+            &[],
+        )
+        .with_resolved_env([("QUEUE", "orders"), ("EMPTY", "")]);
+        let m = parse(&cfg).unwrap();
+        assert_eq!(
+            m.scaler_metadata.get("queueFromEnv").map(String::as_str),
+            Some("orders")
+        );
+        assert!(!m.scaler_metadata.contains_key("missingFromEnv"));
+        assert!(!m.scaler_metadata.contains_key("emptyFromEnv"));
+    }
+
+    #[test]
+    fn utilization_is_refused() {
+        let mut cfg = config(&[("scalerAddress", "svc:9090")], &[]);
+        cfg.metric_type = MetricTargetKind::Utilization;
+        assert_eq!(parse(&cfg).unwrap_err().parameter(), Some("metricType"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_address_parses_or_is_a_config_error(address in ".{0,40}") {
+                match parse(&config(&[("scalerAddress", &address)], &[])) {
+                    Ok(m) => prop_assert!(m.endpoint.uri().is_ok()),
+                    Err(e) => prop_assert!(e.is_config()),
+                }
+            }
+        }
+    }
 }

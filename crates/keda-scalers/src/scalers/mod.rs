@@ -1,4 +1,4 @@
 //! One module per scaler (or a folder per family once a family shares code).
 
-pub mod redis;
 pub mod external;
+pub mod redis;

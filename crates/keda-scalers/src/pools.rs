@@ -10,6 +10,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
+use crate::clients::azure_servicebus::{ServiceBusClient, ServiceBusEndpoint};
 use crate::clients::external::{ExternalClient, ExternalEndpoint};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
 
@@ -23,6 +24,7 @@ pub struct Pools {
 struct PoolsInner {
     redis: KeyedPool<RedisEndpoint, RedisClient>,
     external: KeyedPool<ExternalEndpoint, ExternalClient>,
+    azure_servicebus: KeyedPool<ServiceBusEndpoint, ServiceBusClient>,
 }
 
 impl Pools {
@@ -41,9 +43,16 @@ impl Pools {
         &self.inner.external
     }
 
+    /// Azure Service Bus namespaces (per endpoint and credential).
+    pub fn azure_servicebus(&self) -> &KeyedPool<ServiceBusEndpoint, ServiceBusClient> {
+        &self.inner.azure_servicebus
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
-        self.inner.redis.live_clients() + self.inner.external.live_clients()
+        self.inner.redis.live_clients()
+            + self.inner.external.live_clients()
+            + self.inner.azure_servicebus.live_clients()
     }
 }
 

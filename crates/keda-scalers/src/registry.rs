@@ -36,6 +36,11 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "azure-servicebus",
+        build: |c, p| Box::pin(scalers::azure_servicebus::build(c, p)),
+        parse: |c| scalers::azure_servicebus::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "external",
         build: |c, p| Box::pin(scalers::external::build(c, p, false)),
         parse: |c| scalers::external::parse(c).map(drop),

@@ -1,4 +1,5 @@
 //! One module per scaler (or a folder per family once a family shares code).
 
+pub mod azure_servicebus;
 pub mod external;
 pub mod redis;

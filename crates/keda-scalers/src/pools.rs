@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::clients::azure_servicebus::{ServiceBusClient, ServiceBusEndpoint};
 use crate::clients::external::{ExternalClient, ExternalEndpoint};
+use crate::clients::gcp::{MonitoringClient, ServiceAccountKey};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
 
 /// Every client pool of the process. Cheap to clone; clones share the pools.
@@ -25,6 +26,8 @@ struct PoolsInner {
     redis: KeyedPool<RedisEndpoint, RedisClient>,
     external: KeyedPool<ExternalEndpoint, ExternalClient>,
     azure_servicebus: KeyedPool<ServiceBusEndpoint, ServiceBusClient>,
+    gcp_monitoring: KeyedPool<ServiceAccountKey, MonitoringClient>,
+    gcp_monitoring_endpoint: OnceLock<String>,
 }
 
 impl Pools {
@@ -48,11 +51,33 @@ impl Pools {
         &self.inner.azure_servicebus
     }
 
+    /// Cloud Monitoring clients (per service account; each caches its access token).
+    pub fn gcp_monitoring(&self) -> &KeyedPool<ServiceAccountKey, MonitoringClient> {
+        &self.inner.gcp_monitoring
+    }
+
+    /// The Cloud Monitoring base URL: set once (tests, private endpoints), else the environment's
+    /// `KEDA_RS_GCP_MONITORING_ENDPOINT`, else `https://monitoring.googleapis.com`.
+    pub fn gcp_monitoring_endpoint(&self) -> &str {
+        self.inner.gcp_monitoring_endpoint.get_or_init(|| {
+            std::env::var(crate::clients::gcp::MONITORING_ENDPOINT_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::clients::gcp::MONITORING_ENDPOINT.to_owned())
+        })
+    }
+
+    /// Overrides the Cloud Monitoring base URL; false when it was already fixed.
+    pub fn set_gcp_monitoring_endpoint(&self, url: impl Into<String>) -> bool {
+        self.inner.gcp_monitoring_endpoint.set(url.into()).is_ok()
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
         self.inner.redis.live_clients()
             + self.inner.external.live_clients()
             + self.inner.azure_servicebus.live_clients()
+            + self.inner.gcp_monitoring.live_clients()
     }
 }
 

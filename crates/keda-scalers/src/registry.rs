@@ -51,6 +51,11 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::external::parse(c).map(drop),
     },
     RegistryEntry {
+        trigger_type: "gcp-pubsub",
+        build: |c, p| Box::pin(scalers::gcp_pubsub::build(c, p)),
+        parse: |c| scalers::gcp_pubsub::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),

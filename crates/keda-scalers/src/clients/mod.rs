@@ -3,5 +3,6 @@
 
 pub mod azure_servicebus;
 pub mod external;
+pub mod gcp;
 pub mod http;
 pub mod redis;

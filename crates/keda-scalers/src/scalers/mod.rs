@@ -2,4 +2,5 @@
 
 pub mod azure_servicebus;
 pub mod external;
+pub mod gcp_pubsub;
 pub mod redis;

@@ -366,4 +366,23 @@ mod tests {
         assert!(parse_entities(empty).unwrap().is_empty());
         assert!(parse_entities(b"<entry><title>q</title><CountDetails><ActiveMessageCount>x</ActiveMessageCount></CountDetails></entry>").is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn connection_string_parsing_never_panics(s in "(([A-Za-z]{0,24}=[ -~]{0,30});?){0,5}") {
+                if let Ok(e) = parse_connection_string(&s) {
+                    prop_assert!(e.base_url.starts_with("http"));
+                }
+            }
+
+            #[test]
+            fn entity_xml_parsing_never_panics(s in ".{0,200}") {
+                let _ = parse_entities(s.as_bytes());
+            }
+        }
+    }
 }

@@ -434,4 +434,46 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(5400)), "1h30m0s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::btree_map;
+        use proptest::prelude::*;
+
+        const KEYS: &[&str] = &[
+            "subscriptionName",
+            "topicName",
+            "mode",
+            "value",
+            "activationValue",
+            "aggregation",
+            "timeHorizon",
+            "valueIfNull",
+            "credentialsFromEnv",
+            "credentialsFromEnvFile",
+            "subscriptionSize",
+            "subscriptionNameFromEnv",
+        ];
+
+        proptest! {
+            #[test]
+            fn parsing_never_panics(
+                metadata in btree_map(proptest::sample::select(KEYS).prop_map(str::to_owned), ".{0,30}", 0..8),
+                creds in ".{0,60}",
+            ) {
+                let mut config = ScalerConfig::new("gcp-pubsub", 0)
+                    .with_auth_params([("GoogleApplicationCredentials", creds)]);
+                config.metadata = metadata;
+                if let Err(e) = parse(&config) {
+                    prop_assert!(e.is_config());
+                }
+            }
+
+            #[test]
+            fn snake_case_is_lowercase(mode in "[A-Za-z0-9]{0,30}") {
+                let out = metric_suffix(&mode);
+                prop_assert!(!out.chars().any(char::is_uppercase));
+            }
+        }
+    }
 }

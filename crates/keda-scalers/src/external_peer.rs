@@ -127,6 +127,69 @@ impl ExternalScaler for Service {
     }
 }
 
+async fn serve<IO>(
+    service: ExternalScalerServer<Service>,
+    incoming: impl Stream<Item = std::io::Result<IO>> + Send + 'static,
+) where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    if let Err(e) = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming(incoming)
+        .await
+    {
+        tracing::error!(error = %e, "external scaler peer stopped");
+    }
+}
+
+/// A server-side TLS connection tonic can serve.
+struct TlsConnection(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConnection {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl tokio::io::AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// A running peer on 127.0.0.1; stops when dropped.
 pub struct ExternalScalerPeer {
     addr: SocketAddr,
@@ -138,6 +201,16 @@ impl ExternalScalerPeer {
     /// Starts a plaintext peer on a free port, answering one spec `metric` with target 10, value
     /// 0, inactive.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Starts a TLS peer (`config` gets ALPN `h2` added; require client certificates through its
+    /// verifier). Failed handshakes are counted as connections but never reach the gRPC server.
+    pub async fn start_tls(config: rustls::ServerConfig) -> std::io::Result<Self> {
+        Self::start_with(Some(config)).await
+    }
+
+    async fn start_with(tls: Option<rustls::ServerConfig>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(PeerState::default());
@@ -147,21 +220,37 @@ impl ExternalScalerPeer {
             target_size: 10,
             target_size_float: 0.0,
         }];
-        let counted = Arc::clone(&state);
-        let incoming = TcpListenerStream::new(listener).map(move |connection| {
-            counted.connections.fetch_add(1, Ordering::SeqCst);
-            connection
-        });
         let service = ExternalScalerServer::new(Service(Arc::clone(&state)));
-        let server = tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await
-            {
-                tracing::error!(error = %e, "external scaler peer stopped");
+        let counted = Arc::clone(&state);
+        let server = match tls {
+            None => {
+                let incoming = TcpListenerStream::new(listener).map(move |connection| {
+                    counted.connections.fetch_add(1, Ordering::SeqCst);
+                    connection
+                });
+                tokio::spawn(serve(service, incoming))
             }
-        });
+            Some(mut config) => {
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<TlsConnection>>(16);
+                tokio::spawn(async move {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        counted.connections.fetch_add(1, Ordering::SeqCst);
+                        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = tx.send(Ok(TlsConnection(stream))).await;
+                            }
+                        });
+                    }
+                });
+                tokio::spawn(serve(
+                    service,
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                ))
+            }
+        };
         Ok(Self {
             addr,
             state,

@@ -270,3 +270,113 @@ async fn plain_external_ignores_watch_activity() {
     assert_eq!(peer.streams_opened(), 0);
     assert_eq!(peer.push(true), 0);
 }
+
+mod tls {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use test_cluster::redis::TestPki;
+
+    fn server_config(pki: &TestPki, require_client_cert: bool) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        builder.with_single_cert(certs, key).unwrap()
+    }
+
+    fn tls_config(
+        peer: &ExternalScalerPeer,
+        metadata: &[(&str, &str)],
+        auth: &[(&str, &str)],
+    ) -> ScalerConfig {
+        let mut c = config("external", peer);
+        for (k, v) in metadata {
+            c.metadata.insert((*k).into(), (*v).into());
+        }
+        c.auth_params = auth
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        c
+    }
+
+    #[tokio::test]
+    async fn ca_cert_unsafe_ssl_and_client_certificates() {
+        let pki = TestPki::generate();
+        let peer = ExternalScalerPeer::start_tls(server_config(&pki, false))
+            .await
+            .unwrap();
+        peer.set_value(9, 0.0);
+        let pools = Pools::new();
+
+        // caCert alone switches TLS on and trusts the test CA.
+        let with_ca = build(&tls_config(&peer, &[], &[("caCert", &pki.ca_pem)]), &pools).await;
+        assert_eq!(
+            with_ca.metrics_and_activity("s0-metric").await.unwrap().0[0].value,
+            9.0
+        );
+
+        // enableTLS without the CA: the server certificate is not trusted.
+        let err = Registry::builtin()
+            .build(&tls_config(&peer, &[("enableTLS", "true")], &[]), &pools)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.is_backend(), "{err}");
+
+        // unsafeSsl skips verification.
+        let unsafe_ssl = build(
+            &tls_config(&peer, &[("enableTLS", "true"), ("unsafeSsl", "true")], &[]),
+            &pools,
+        )
+        .await;
+        assert_eq!(
+            unsafe_ssl
+                .metrics_and_activity("s0-metric")
+                .await
+                .unwrap()
+                .0[0]
+                .value,
+            9.0
+        );
+
+        // A server that requires a client certificate accepts ours.
+        let mtls = ExternalScalerPeer::start_tls(server_config(&pki, true))
+            .await
+            .unwrap();
+        let auth = [
+            ("caCert", pki.ca_pem.as_str()),
+            ("tlsClientCert", pki.client_cert_pem.as_str()),
+            ("tlsClientKey", pki.client_key_pem.as_str()),
+        ];
+        let with_cert = build(&tls_config(&mtls, &[], &auth), &pools).await;
+        with_cert.metrics_and_activity("s0-metric").await.unwrap();
+        let err = Registry::builtin()
+            .build(&tls_config(&mtls, &[], &[("caCert", &pki.ca_pem)]), &pools)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.is_backend(), "no client certificate: {err}");
+    }
+}

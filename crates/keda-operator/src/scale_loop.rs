@@ -300,6 +300,7 @@ impl ScaleLoops {
                 }
             };
             let specs = scaler.metric_specs();
+            self.watch_pushes(so, scaler.as_ref());
             let note = format!("Scaler {} is built.", trigger.r#type);
             self.events.normal(so, events::SCALERS_STARTED, note).await;
             triggers.push(TriggerScaler {
@@ -322,6 +323,21 @@ impl ScaleLoops {
             needs_auth,
             checked_at: Mutex::new(tokio::time::Instant::now()),
         })
+    }
+
+    /// A push scaler's `true` polls the object at once (KEDA requests a scale right away), so a
+    /// scale from zero does not wait for the polling interval. `false` is left to polling.
+    fn watch_pushes(&self, so: &ScaledObject, scaler: &dyn Scaler) {
+        let Some(scheduler) = self.scheduler.get().cloned() else {
+            return;
+        };
+        let key = Self::key_of(so);
+        scaler.watch_activity(Arc::new(move |active| {
+            if active {
+                tracing::debug!(object = %key, "push scaler reported active; polling now");
+                scheduler.poll_now(key.clone());
+            }
+        }));
     }
 
     /// Starts (or updates) the object's loop; true when no loop existed before.

@@ -10,6 +10,8 @@ pub mod auth_modes;
 pub mod clients;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod external_peer;
 pub mod known_types;
 pub mod metrics;
 pub mod params;
@@ -30,4 +32,4 @@ pub use metrics::{
 };
 pub use pools::Pools;
 pub use registry::Registry;
-pub use scaler::Scaler;
+pub use scaler::{ActivitySink, Scaler};

@@ -37,6 +37,11 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "azure-servicebus",
+        build: |c, p| Box::pin(scalers::azure_servicebus::build(c, p)),
+        parse: |c| scalers::azure_servicebus::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "cpu",
         build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Cpu)),
         parse: |c| scalers::cpu_memory::parse(c).map(drop),
@@ -45,6 +50,21 @@ const BUILTIN: &[RegistryEntry] = &[
         trigger_type: "cron",
         build: |c, p| Box::pin(scalers::cron::build(c, p)),
         parse: |c| scalers::cron::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "external",
+        build: |c, p| Box::pin(scalers::external::build(c, p, false)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "external-push",
+        build: |c, p| Box::pin(scalers::external::build(c, p, true)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "gcp-pubsub",
+        build: |c, p| Box::pin(scalers::gcp_pubsub::build(c, p)),
+        parse: |c| scalers::gcp_pubsub::parse(c).map(drop),
     },
     RegistryEntry {
         trigger_type: "memory",

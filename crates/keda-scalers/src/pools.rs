@@ -10,6 +10,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
+use crate::clients::kafka::{KafkaClient, KafkaEndpoint};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
 
 /// Every client pool of the process. Cheap to clone; clones share the pools.
@@ -21,6 +22,7 @@ pub struct Pools {
 #[derive(Default)]
 struct PoolsInner {
     redis: KeyedPool<RedisEndpoint, RedisClient>,
+    kafka: KeyedPool<KafkaEndpoint, KafkaClient>,
 }
 
 impl Pools {
@@ -34,9 +36,14 @@ impl Pools {
         &self.inner.redis
     }
 
+    /// Kafka clusters (one admin client per bootstrap servers + credentials).
+    pub fn kafka(&self) -> &KeyedPool<KafkaEndpoint, KafkaClient> {
+        &self.inner.kafka
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
-        self.inner.redis.live_clients()
+        self.inner.redis.live_clients() + self.inner.kafka.live_clients()
     }
 }
 
@@ -44,6 +51,7 @@ impl fmt::Debug for Pools {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pools")
             .field("redis_live_clients", &self.inner.redis.live_clients())
+            .field("kafka_live_clients", &self.inner.kafka.live_clients())
             .finish()
     }
 }

@@ -36,6 +36,11 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "kafka",
+        build: |c, p| Box::pin(scalers::kafka::build(c, p)),
+        parse: |c| scalers::kafka::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),

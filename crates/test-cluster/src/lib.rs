@@ -5,6 +5,7 @@
 
 pub mod control_plane;
 pub mod harness;
+pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod redis;

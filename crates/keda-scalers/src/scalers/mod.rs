@@ -1,3 +1,4 @@
 //! One module per scaler (or a folder per family once a family shares code).
 
+pub mod kafka;
 pub mod redis;

@@ -9,6 +9,8 @@
 pub mod clients;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod kafka_test_admin;
 pub mod known_types;
 pub mod metrics;
 pub mod params;

@@ -388,6 +388,10 @@ pub fn parse_partition_limitation(raw: &str) -> Result<Vec<i32>, String> {
             let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) else {
                 return Err(format!("invalid partition limitation range: {item}"));
             };
+            // A range wider than any real topic would only exhaust memory.
+            if i64::from(b) - i64::from(a) > 1_000_000 {
+                return Err(format!("invalid partition limitation range: {item}"));
+            }
             out.extend(a..=b);
         } else {
             let n = item
@@ -706,4 +710,452 @@ pub(crate) async fn build(
     pools: &Pools,
 ) -> Result<Arc<dyn Scaler>, ScalerError> {
     Ok(Arc::new(KafkaScaler::new(config, pools).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(metadata: &[(&str, &str)], auth: &[(&str, &str)]) -> ScalerConfig {
+        ScalerConfig::new("kafka", 0)
+            .with_metadata(metadata.iter().copied())
+            .with_auth_params(auth.iter().copied())
+    }
+
+    fn meta(extra: &[(&str, &str)]) -> Result<KafkaMetadata, ScalerError> {
+        let mut m = vec![
+            ("bootstrapServers", "foobar:9092"),
+            ("consumerGroup", "my-group"),
+            ("topic", "my-topic"),
+        ];
+        m.extend_from_slice(extra);
+        parse(&cfg(&m, &[]))
+    }
+
+    fn rejected(extra: &[(&str, &str)], parameter: &str) -> ScalerError {
+        let err = meta(extra).unwrap_err();
+        assert!(err.is_config(), "{err}");
+        crate::testing::assert_config_error_names(&err, parameter);
+        err
+    }
+
+    // The cases of KEDA's kafka_scaler_test.go table, as facts.
+
+    #[test]
+    fn required_parameters() {
+        let err = parse(&cfg(&[], &[])).unwrap_err();
+        assert_eq!(err.parameter(), Some("bootstrapServers"));
+        assert!(err.message().contains("consumerGroup"));
+        let err = parse(&cfg(&[("bootstrapServers", "a:1")], &[])).unwrap_err();
+        assert_eq!(err.parameter(), Some("consumerGroup"));
+    }
+
+    #[test]
+    fn defaults() {
+        let m = parse(&cfg(
+            &[("bootstrapServers", "a:1, b:2"), ("consumerGroup", "g")],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(m.bootstrap_servers, ["a:1", "b:2"]);
+        assert_eq!(m.topic, "");
+        assert_eq!(m.lag_threshold, 10);
+        assert_eq!(m.activation_lag_threshold, 0);
+        assert_eq!(m.offset_reset_policy, OffsetResetPolicy::Latest);
+        assert!(!m.allow_idle_consumers && !m.exclude_persistent_lag);
+        assert!(!m.scale_to_zero_on_invalid_offset && !m.limit_to_partitions_with_lag);
+        assert_eq!(m.endpoint.tls, None);
+        assert_eq!(m.endpoint.sasl, KafkaSasl::None);
+    }
+
+    #[test]
+    fn partition_limitation_without_topic_is_dropped() {
+        let m = parse(&cfg(
+            &[
+                ("bootstrapServers", "a:1"),
+                ("consumerGroup", "g"),
+                ("partitionLimitation", "1,2,3"),
+            ],
+            &[],
+        ))
+        .unwrap();
+        assert!(m.partition_limitation.is_empty());
+    }
+
+    #[test]
+    fn partition_limitation_ranges() {
+        let m = meta(&[("partitionLimitation", "1-4,8,10-12")]).unwrap();
+        assert_eq!(m.partition_limitation, [1, 2, 3, 4, 8, 10, 11, 12]);
+        let m = meta(&[("partitionLimitation", " 1 - 4 ")]).unwrap();
+        assert_eq!(m.partition_limitation, [1, 2, 3, 4]);
+        let m = meta(&[("partitionLimitation", "   ")]).unwrap();
+        assert!(m.partition_limitation.is_empty());
+        let err = rejected(&[("partitionLimitation", "a,b,c,d")], "partitionLimitation");
+        assert!(err.message().contains("invalid partition limitation: a"));
+        let err = rejected(&[("partitionLimitation", "1-2-3")], "partitionLimitation");
+        assert!(
+            err.message()
+                .contains("invalid partition limitation range: 1-2-3")
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        for bad in ["-1", "0"] {
+            let err = rejected(&[("lagThreshold", bad)], "lagThreshold");
+            assert!(
+                err.message()
+                    .contains("\"lagThreshold\" must be positive number")
+            );
+        }
+        rejected(
+            &[("activationLagThreshold", "AA")],
+            "activationLagThreshold",
+        );
+        let err = rejected(
+            &[("activationLagThreshold", "-1")],
+            "activationLagThreshold",
+        );
+        assert!(err.message().contains("must be a non-negative number"));
+        assert_eq!(
+            meta(&[("activationLagThreshold", "0")])
+                .unwrap()
+                .activation_lag_threshold,
+            0
+        );
+    }
+
+    #[test]
+    fn enums_and_bools() {
+        rejected(&[("offsetResetPolicy", "foo")], "offsetResetPolicy");
+        assert_eq!(
+            meta(&[("offsetResetPolicy", "earliest")])
+                .unwrap()
+                .offset_reset_policy,
+            OffsetResetPolicy::Earliest
+        );
+        rejected(&[("allowIdleConsumers", "notvalid")], "allowIdleConsumers");
+        rejected(&[("tls", "yes")], "tls");
+        rejected(&[("sasl", "kerberos")], "sasl");
+    }
+
+    #[test]
+    fn version_strings() {
+        rejected(&[("version", "1.2.3.4")], "version");
+        rejected(&[("version", "latest")], "version");
+        for ok in ["1.0.0", "2.8.0", "0.10.2.1", "3.9.0"] {
+            meta(&[("version", ok)]).unwrap();
+        }
+    }
+
+    #[test]
+    fn conflicting_options() {
+        let err = rejected(
+            &[
+                ("allowIdleConsumers", "true"),
+                ("limitToPartitionsWithLag", "true"),
+            ],
+            "allowIdleConsumers",
+        );
+        assert!(err.message().contains("cannot be set simultaneously"));
+        let no_topic = |extra: &[(&str, &str)]| {
+            let mut m = vec![("bootstrapServers", "a:1"), ("consumerGroup", "g")];
+            m.extend_from_slice(extra);
+            parse(&cfg(&m, &[])).unwrap_err()
+        };
+        assert!(
+            no_topic(&[("limitToPartitionsWithLag", "true")])
+                .message()
+                .contains("topic must be specified when using limitToPartitionsWithLag")
+        );
+        assert!(
+            no_topic(&[("fullMetadata", "false")])
+                .message()
+                .contains("topic must be specified when fullMetadata is false")
+        );
+        assert!(
+            no_topic(&[("ensureEvenDistributionOfPartitions", "true")])
+                .message()
+                .contains("topic must be specified when using ensureEvenDistributionOfPartitions")
+        );
+        rejected(
+            &[
+                ("limitToPartitionsWithLag", "true"),
+                ("ensureEvenDistributionOfPartitions", "true"),
+            ],
+            "ensureEvenDistributionOfPartitions",
+        );
+    }
+
+    fn with_auth(auth: &[(&str, &str)]) -> Result<KafkaMetadata, ScalerError> {
+        parse(&cfg(
+            &[
+                ("bootstrapServers", "a:1"),
+                ("consumerGroup", "g"),
+                ("topic", "t"),
+            ],
+            auth,
+        ))
+    }
+
+    fn pem() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn sasl_needs_credentials() {
+        let err = with_auth(&[("sasl", "plaintext"), ("username", "admin")]).unwrap_err();
+        assert_eq!(err.parameter(), Some("password"));
+        assert!(err.message().contains("no password given"));
+        let err = with_auth(&[("sasl", "scram_sha256"), ("password", "pw")]).unwrap_err();
+        assert_eq!(err.parameter(), Some("username"));
+        let m = with_auth(&[
+            ("sasl", "scram_sha512 "),
+            ("username", "u"),
+            ("password", "p"),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.endpoint.sasl,
+            KafkaSasl::ScramSha512 {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        // username/password are read from auth params only.
+        let err = parse(&cfg(
+            &[
+                ("bootstrapServers", "a:1"),
+                ("consumerGroup", "g"),
+                ("sasl", "plaintext"),
+                ("username", "u"),
+                ("password", "p"),
+            ],
+            &[],
+        ))
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("username"));
+    }
+
+    #[test]
+    fn oauthbearer_and_gssapi_rules() {
+        with_auth(&[
+            ("sasl", "oauthbearer"),
+            ("username", "client"),
+            ("password", "secret"),
+            ("oauthTokenEndpointUri", "https://idp/token"),
+        ])
+        .unwrap();
+        let err = with_auth(&[
+            ("sasl", "oauthbearer"),
+            ("username", "client"),
+            ("password", "secret"),
+            ("oauthTokenEndpointUri", ""),
+        ])
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("oauthTokenEndpointUri"));
+        let err = with_auth(&[
+            ("sasl", "oauthbearer"),
+            ("username", "c"),
+            ("password", "s"),
+            ("oauthTokenEndpointUri", "https://idp/token"),
+            ("oauthExtensions", "a=b,c"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("oauthExtensions"));
+        let err = with_auth(&[
+            ("sasl", "oauthbearer"),
+            ("saslTokenProvider", "aws_msk_iam"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.message()
+                .contains("TLS is required for AWS MSK authentication")
+        );
+        assert!(err.message().contains("no awsRegion given"));
+        let gssapi = |extra: &[(&str, &str)]| {
+            let mut auth = vec![
+                ("sasl", "gssapi"),
+                ("username", "u"),
+                ("realm", "R"),
+                ("kerberosConfig", "[libdefaults]"),
+            ];
+            auth.extend_from_slice(extra);
+            with_auth(&auth)
+        };
+        gssapi(&[("password", "p")]).unwrap();
+        gssapi(&[("keytab", "k")]).unwrap();
+        assert_eq!(
+            gssapi(&[("password", "p"), ("keytab", "k")])
+                .unwrap_err()
+                .parameter(),
+            Some("keytab")
+        );
+        assert_eq!(gssapi(&[]).unwrap_err().parameter(), Some("keytab"));
+    }
+
+    #[test]
+    fn tls_rules() {
+        let (cert, key) = pem();
+        let err = with_auth(&[("tls", "enable"), ("ca", &cert), ("key", &key)]).unwrap_err();
+        assert_eq!(err.parameter(), Some("cert"));
+        assert!(err.message().contains("cert must be provided with key"));
+        let err = with_auth(&[("tls", "enable"), ("cert", &cert)]).unwrap_err();
+        assert_eq!(err.parameter(), Some("key"));
+        let m = with_auth(&[("tls", "enable"), ("ca", &cert)]).unwrap();
+        assert!(m.endpoint.tls.unwrap().ca.is_some());
+        let m = with_auth(&[("tls", "enable"), ("cert", &cert), ("key", &key)]).unwrap();
+        assert!(m.endpoint.tls.unwrap().cert.is_some());
+        let err = with_auth(&[("tls", "enable"), ("ca", "junk")]).unwrap_err();
+        assert_eq!(err.parameter(), Some("ca"));
+        assert_eq!(
+            with_auth(&[("tls", "disable"), ("ca", "junk")])
+                .unwrap()
+                .endpoint
+                .tls,
+            None
+        );
+    }
+
+    #[test]
+    fn metadata_wins_over_auth_params_for_sasl_and_tls() {
+        let m = parse(&cfg(
+            &[
+                ("bootstrapServers", "a:1"),
+                ("consumerGroup", "g"),
+                ("sasl", "none"),
+                ("tls", "disable"),
+            ],
+            &[("sasl", "plaintext"), ("tls", "enable")],
+        ))
+        .unwrap();
+        assert_eq!(m.endpoint.sasl, KafkaSasl::None);
+        assert_eq!(m.endpoint.tls, None);
+    }
+
+    #[test]
+    fn from_env() {
+        let config = ScalerConfig::new("kafka", 0)
+            .with_metadata([
+                ("bootstrapServersFromEnv", "BROKERS"),
+                ("consumerGroupFromEnv", "GROUP"),
+            ])
+            .with_resolved_env([("BROKERS", "k:9092"), ("GROUP", "workers")]);
+        let m = parse(&config).unwrap();
+        assert_eq!(m.bootstrap_servers, ["k:9092"]);
+        assert_eq!(m.group, "workers");
+    }
+
+    #[test]
+    fn next_factor_examples() {
+        for (lag, expected) in [
+            (10, 1),
+            (20, 2),
+            (40, 4),
+            (50, 5),
+            (99, 10),
+            (100, 10),
+            (101, 20),
+        ] {
+            assert_eq!(
+                next_factor_balancing_partitions(lag, 100, 10),
+                expected,
+                "lag {lag}"
+            );
+        }
+        assert_eq!(next_factor_balancing_partitions(1000, 3, 10), 3);
+    }
+
+    fn offsets(entries: &[(i32, i64)]) -> PerPartition<i64> {
+        let mut out = PerPartition::new();
+        out.insert("t".to_owned(), entries.iter().copied().collect());
+        out
+    }
+
+    fn committed(entries: &[(i32, i64)]) -> PerPartition<CommittedOffset> {
+        let mut out = PerPartition::new();
+        out.insert(
+            "t".to_owned(),
+            entries
+                .iter()
+                .map(|&(p, offset)| {
+                    (
+                        p,
+                        CommittedOffset {
+                            offset,
+                            error_code: 0,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        out
+    }
+
+    #[test]
+    fn lag_math() {
+        let m = meta(&[]).unwrap();
+        let mut previous = PreviousOffsets::new();
+        let latest = offsets(&[(0, 100), (1, 10)]);
+        // 90 + 0 = 90 > 2 partitions × 10 → 20.
+        assert_eq!(
+            total_lag(&m, &latest, &committed(&[(0, 10), (1, 10)]), &mut previous),
+            Ok((20, 90))
+        );
+        let idle = meta(&[("allowIdleConsumers", "true")]).unwrap();
+        assert_eq!(
+            total_lag(
+                &idle,
+                &latest,
+                &committed(&[(0, 10), (1, 10)]),
+                &mut previous
+            ),
+            Ok((90, 90))
+        );
+        let err = total_lag(&m, &latest, &committed(&[(0, 10)]), &mut previous).unwrap_err();
+        assert!(err.contains("error finding offset block for topic t and partition 1"));
+        let mut failed = committed(&[(0, 10), (1, 10)]);
+        if let Some(p) = failed.get_mut("t").and_then(|t| t.get_mut(&1)) {
+            p.error_code = 3;
+        }
+        assert!(total_lag(&m, &latest, &failed, &mut previous).is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn partition_limitation_never_panics(raw in ".{0,40}") {
+                let _ = parse_partition_limitation(&raw);
+            }
+
+            #[test]
+            fn partition_limitation_roundtrips_lists(parts in proptest::collection::vec(0..1000_i32, 1..10)) {
+                let raw = parts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                prop_assert_eq!(parse_partition_limitation(&raw).unwrap(), parts);
+            }
+
+            #[test]
+            fn capped_lag_never_exceeds_partitions_times_threshold(
+                lags in proptest::collection::vec(0..10_000_i64, 1..20),
+                threshold in 1..100_i64,
+            ) {
+                let m = meta(&[("lagThreshold", &threshold.to_string())]).unwrap();
+                let latest: Vec<(i32, i64)> = lags.iter().enumerate().map(|(i, l)| (i32::try_from(i).unwrap(), *l)).collect();
+                let zero: Vec<(i32, i64)> = latest.iter().map(|(p, _)| (*p, 0)).collect();
+                let (lag, with_persistent) = total_lag(&m, &offsets(&latest), &committed(&zero), &mut PreviousOffsets::new()).unwrap();
+                let partitions = i64::try_from(lags.len()).unwrap();
+                prop_assert_eq!(with_persistent, lags.iter().sum::<i64>());
+                prop_assert!(lag <= with_persistent.max(partitions * threshold));
+                prop_assert!(lag / threshold <= partitions);
+            }
+        }
+    }
 }

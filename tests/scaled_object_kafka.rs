@@ -3,6 +3,8 @@
 //! the controller-manager's HPA scales 1→N through our external-metrics API on the lag, and
 //! keda-rs deactivates to zero after the cooldown once the group has caught up.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

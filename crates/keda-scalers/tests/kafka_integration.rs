@@ -3,6 +3,8 @@
 //! a hundred scalers on one cluster share one client and a handful of broker connections, counted
 //! by the broker itself.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::LazyLock;
 
 use keda_scalers::kafka_test_admin::{commit, connect, create_topic, produce};

@@ -1,5 +1,7 @@
 //! The test broker starts, serves its listeners and reports its connection count over JMX.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::TcpStream;
 
 use test_cluster::kafka::KafkaBroker;

@@ -408,3 +408,38 @@ async fn tls_with_ca_and_with_unsafe_ssl() {
     assert!(err.is_backend(), "{err}");
     assert!(err.to_string().contains("TLS handshake failed"), "{err}");
 }
+
+#[tokio::test]
+async fn mutual_tls_with_client_certificate() {
+    let admin = connect(&BROKER.address()).await;
+    create_topic(&admin, "mtls-topic", 1).await;
+    produce(&admin, "mtls-topic", 0, 3).await;
+    let metadata = [
+        ("bootstrapServers", BROKER.mtls_address()),
+        ("consumerGroup", "mtls-group".to_owned()),
+        ("topic", "mtls-topic".to_owned()),
+    ];
+    let pki = &BROKER.pki;
+    let with_cert = ScalerConfig::new("kafka", 0)
+        .with_metadata(metadata.clone())
+        .with_auth_params([
+            ("tls", "enable"),
+            ("ca", pki.ca_pem.as_str()),
+            ("cert", pki.client_cert_pem.as_str()),
+            ("key", pki.client_key_pem.as_str()),
+        ]);
+    // No committed offset, policy latest: lag 1.
+    assert_eq!(
+        poll(build(&with_cert, &Pools::new()).await.as_ref()).await,
+        (1.0, true)
+    );
+    let without_cert = ScalerConfig::new("kafka", 0)
+        .with_metadata(metadata)
+        .with_auth_params([("tls", "enable"), ("ca", pki.ca_pem.as_str())]);
+    let err = Registry::builtin()
+        .build(&without_cert, &Pools::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_backend(), "{err}");
+}

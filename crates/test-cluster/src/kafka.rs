@@ -4,7 +4,8 @@
 //! the `process::Supervisor` watchdog, and is stopped on drop.
 //!
 //! Listeners: `PLAINTEXT` (no auth), `SASL_PLAINTEXT` (PLAIN and SCRAM-SHA-256/512 with the user
-//! [`KafkaBroker::SASL_USER`]), `SSL` (server certificate from a [`TestPki`], no client auth).
+//! [`KafkaBroker::SASL_USER`]), `SSL` (server certificate from a [`TestPki`], no client auth),
+//! `MTLS` (the same, requiring a client certificate from that PKI).
 //! JMX is exposed on a loopback port so tests can read the broker's own connection count.
 
 #![allow(clippy::unwrap_used)]
@@ -35,6 +36,8 @@ pub struct KafkaBroker {
     pub sasl_port: u16,
     /// `SSL` listener port.
     pub tls_port: u16,
+    /// `MTLS` listener port: TLS that requires a client certificate signed by the PKI's CA.
+    pub mtls_port: u16,
     /// JMX port (no auth, loopback).
     pub jmx_port: u16,
     /// The PKI whose server certificate the `SSL` listener presents.
@@ -62,7 +65,8 @@ impl KafkaBroker {
 
     fn try_start(libs: &Path) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (port, sasl_port, tls_port, controller_port, jmx_port) = (
+        let (port, sasl_port, tls_port, mtls_port, controller_port, jmx_port) = (
+            free_port(),
             free_port(),
             free_port(),
             free_port(),
@@ -83,9 +87,9 @@ impl KafkaBroker {
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{tls_port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{tls_port}
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{tls_port},MTLS://127.0.0.1:{mtls_port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{tls_port},MTLS://127.0.0.1:{mtls_port}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions=1
@@ -105,10 +109,17 @@ ssl.keystore.type=PEM
 ssl.keystore.certificate.chain={chain}
 ssl.keystore.key={key}
 ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
+listener.name.mtls.ssl.truststore.type=PEM
+listener.name.mtls.ssl.truststore.certificates={ca}
+listener.name.mtls.ssl.keystore.type=PEM
+listener.name.mtls.ssl.keystore.certificate.chain={chain}
+listener.name.mtls.ssl.keystore.key={key}
 ",
             data = dir.path().join("data").display(),
             chain = inline(&pki.server_cert_pem),
             key = inline(&pki.server_key_pem),
+            ca = inline(&pki.ca_pem),
         );
         let config_path = write("server.properties", &config);
         let classpath = format!("{}/*", libs.display());
@@ -160,6 +171,7 @@ ssl.client.auth=none
             port,
             sasl_port,
             tls_port,
+            mtls_port,
             jmx_port,
             pki,
         };
@@ -212,6 +224,11 @@ ssl.client.auth=none
     /// `127.0.0.1:<port>` of the `SSL` listener.
     pub fn tls_address(&self) -> String {
         format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// `127.0.0.1:<port>` of the `MTLS` listener.
+    pub fn mtls_address(&self) -> String {
+        format!("127.0.0.1:{}", self.mtls_port)
     }
 
     /// Open client connections on `listener` (`PLAINTEXT`, `SASL_PLAINTEXT`, `SSL`), as the broker

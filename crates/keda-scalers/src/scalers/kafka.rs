@@ -1159,3 +1159,94 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod parse_properties {
+    use super::*;
+    use proptest::collection::btree_map;
+    use proptest::prelude::*;
+
+    /// Parameter names the kafka scaler reads, so generated maps hit real code paths.
+    const KNOWN: &[&str] = &[
+        "bootstrapServers",
+        "consumerGroup",
+        "topic",
+        "partitionLimitation",
+        "lagThreshold",
+        "activationLagThreshold",
+        "offsetResetPolicy",
+        "allowIdleConsumers",
+        "excludePersistentLag",
+        "scaleToZeroOnInvalidOffset",
+        "limitToPartitionsWithLag",
+        "ensureEvenDistributionOfPartitions",
+        "fullMetadata",
+        "version",
+        "tls",
+        "unsafeSsl",
+        "ca",
+        "cert",
+        "key",
+        "keyPassword",
+        "sasl",
+        "username",
+        "password",
+        "saslTokenProvider",
+        "oauthTokenEndpointUri",
+        "oauthExtensions",
+        "keytab",
+        "realm",
+        "kerberosConfig",
+        "awsRegion",
+    ];
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(KNOWN).prop_map(str::to_owned),
+            1 => ".{0,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ ,:=0-9a-z._-]{0,24}",
+            ".{0,30}",
+            proptest::sample::select(
+                &[
+                    "true",
+                    "false",
+                    "enable",
+                    "disable",
+                    "plaintext",
+                    "scram_sha256",
+                    "oauthbearer",
+                    "gssapi",
+                    "aws_msk_iam",
+                    "earliest",
+                    "1-3,5",
+                    "0-2147483647",
+                    "-5--1",
+                ][..]
+            )
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parsing_never_panics_and_errors_are_config_errors(
+            metadata in btree_map(key(), value(), 0..12),
+            auth in btree_map(key(), value(), 0..6),
+        ) {
+            let mut config = ScalerConfig::new("kafka", 0);
+            config.metadata = metadata;
+            config.auth_params = auth;
+            if let Err(e) = parse(&config) {
+                prop_assert!(e.is_config());
+                prop_assert!(e.parameter().is_some_and(|p| !p.is_empty()));
+            }
+        }
+    }
+}

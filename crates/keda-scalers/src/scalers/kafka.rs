@@ -1052,6 +1052,24 @@ mod tests {
     }
 
     #[test]
+    fn seed_trigger_parses() {
+        // The kafka trigger of seed 003 (tests/fixtures/seeds), unchanged.
+        let m = parse(&cfg(
+            &[
+                ("bootstrapServers", "kafka.messaging.svc:9092"),
+                ("consumerGroup", "order-processors"),
+                ("topic", "orders"),
+                ("lagThreshold", "100"),
+                ("offsetResetPolicy", "latest"),
+            ],
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(m.lag_threshold, 100);
+        assert_eq!(m.endpoint.bootstrap_servers, ["kafka.messaging.svc:9092"]);
+    }
+
+    #[test]
     fn next_factor_examples() {
         for (lag, expected) in [
             (10, 1),

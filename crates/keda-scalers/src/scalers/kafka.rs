@@ -1051,6 +1051,24 @@ mod tests {
         assert_eq!(m.group, "workers");
     }
 
+    #[tokio::test]
+    async fn unsupported_mechanisms_fail_at_build_naming_sasl() {
+        let config = cfg(
+            &[("bootstrapServers", "127.0.0.1:1"), ("consumerGroup", "g")],
+            &[
+                ("sasl", "gssapi"),
+                ("username", "u"),
+                ("password", "p"),
+                ("realm", "R"),
+                ("kerberosConfig", "[libdefaults]"),
+            ],
+        );
+        let err = KafkaScaler::new(&config, &Pools::new()).await.unwrap_err();
+        assert!(err.is_config(), "{err}");
+        assert_eq!(err.parameter(), Some("sasl"));
+        assert!(err.message().contains("not supported"));
+    }
+
     #[test]
     fn seed_trigger_parses() {
         // The kafka trigger of seed 003 (tests/fixtures/seeds), unchanged.

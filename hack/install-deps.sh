@@ -5,6 +5,8 @@ set -euo pipefail
 
 # Debian packages: backends the tests run for real, and tools the harness uses.
 PACKAGES=(redis-server iproute2 procps util-linux ca-certificates prometheus)
+# The Kafka test broker: a JRE and Maven to fetch its jars (hack/fetch-kafka.sh).
+PACKAGES+=(openjdk-17-jre-headless maven)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+hack/fetch-kafka.sh >/dev/null
 BIN_DIR=$(hack/build-control-plane.sh | tail -n 1)
 export KEDA_RS_CONTROL_PLANE_BIN=$BIN_DIR
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}

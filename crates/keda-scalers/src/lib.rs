@@ -12,6 +12,8 @@ pub mod config;
 pub mod error;
 #[cfg(any(test, feature = "testing"))]
 pub mod external_peer;
+#[cfg(any(test, feature = "testing"))]
+pub mod kafka_test_admin;
 pub mod known_types;
 pub mod metrics;
 pub mod params;

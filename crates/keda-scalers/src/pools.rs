@@ -14,6 +14,7 @@ use crate::clients::azure_servicebus::{ServiceBusClient, ServiceBusEndpoint};
 use crate::clients::external::{ExternalClient, ExternalEndpoint};
 use crate::clients::gcp::{MonitoringClient, ServiceAccountKey};
 use crate::clients::http::{HttpClient, HttpIdentity};
+use crate::clients::kafka::{KafkaClient, KafkaEndpoint};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
 
 /// Every client pool of the process. Cheap to clone; clones share the pools.
@@ -30,6 +31,7 @@ struct PoolsInner {
     azure_servicebus: KeyedPool<ServiceBusEndpoint, ServiceBusClient>,
     gcp_monitoring: KeyedPool<ServiceAccountKey, MonitoringClient>,
     gcp_monitoring_endpoint: OnceLock<String>,
+    kafka: KeyedPool<KafkaEndpoint, KafkaClient>,
 }
 
 impl Pools {
@@ -79,6 +81,11 @@ impl Pools {
         self.inner.gcp_monitoring_endpoint.set(url.into()).is_ok()
     }
 
+    /// Kafka clusters (one admin client per bootstrap servers + credentials).
+    pub fn kafka(&self) -> &KeyedPool<KafkaEndpoint, KafkaClient> {
+        &self.inner.kafka
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
         self.inner.redis.live_clients()
@@ -86,6 +93,7 @@ impl Pools {
             + self.inner.external.live_clients()
             + self.inner.azure_servicebus.live_clients()
             + self.inner.gcp_monitoring.live_clients()
+            + self.inner.kafka.live_clients()
     }
 }
 
@@ -95,6 +103,7 @@ impl fmt::Debug for Pools {
             .field("redis_live_clients", &self.inner.redis.live_clients())
             .field("http_live_clients", &self.inner.http.live_clients())
             .field("external_live_clients", &self.inner.external.live_clients())
+            .field("kafka_live_clients", &self.inner.kafka.live_clients())
             .finish()
     }
 }

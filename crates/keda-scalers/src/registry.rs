@@ -67,6 +67,11 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::gcp_pubsub::parse(c).map(drop),
     },
     RegistryEntry {
+        trigger_type: "kafka",
+        build: |c, p| Box::pin(scalers::kafka::build(c, p)),
+        parse: |c| scalers::kafka::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "memory",
         build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Memory)),
         parse: |c| scalers::cpu_memory::parse(c).map(drop),

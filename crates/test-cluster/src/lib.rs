@@ -6,6 +6,7 @@
 pub mod control_plane;
 pub mod harness;
 pub mod http_peer;
+pub mod kafka;
 pub mod pki;
 pub mod process;
 pub mod prometheus;

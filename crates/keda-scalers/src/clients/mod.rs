@@ -5,6 +5,7 @@ pub mod azure_servicebus;
 pub mod external;
 pub mod gcp;
 pub mod http;
+pub mod kafka;
 pub mod redis;
 /// Plain HTTPS (hyper) for the cloud REST scalers; `http` is the reqwest client of prometheus/metrics-api.
 pub mod rest;

@@ -6,6 +6,7 @@ pub mod cron;
 pub mod cron_schedule;
 pub mod external;
 pub mod gcp_pubsub;
+pub mod kafka;
 pub mod metrics_api;
 pub mod prometheus;
 pub mod redis;

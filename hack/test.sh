@@ -20,10 +20,10 @@ fi
 cargo build --workspace --all-targets --locked
 
 STATE=$(mktemp -d -t keda-rs-test-cluster.XXXXXX)
-target/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
 UP_PID=$!
 cleanup() {
-  target/debug/keda-rs-cluster down --dir "$STATE" || kill "$UP_PID" 2>/dev/null || true
+  "${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster down --dir "$STATE" || kill "$UP_PID" 2>/dev/null || true
   wait "$UP_PID" 2>/dev/null || true
   rm -rf "$STATE"
 }

@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # Debian packages: backends the tests run for real, and tools the harness uses.
-PACKAGES=(redis-server iproute2 procps util-linux ca-certificates)
+PACKAGES=(redis-server iproute2 procps util-linux ca-certificates prometheus)
+# The Kafka test broker: a JRE and Maven to fetch its jars (hack/fetch-kafka.sh).
+PACKAGES+=(openjdk-17-jre-headless maven)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,6 +22,9 @@ if ((${#missing[@]})); then
   # Debian starts a system redis on 6379; tests start their own on free ports.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
   $SUDO service redis-server stop >/dev/null 2>&1 || true
+  # Same for Debian's prometheus (and its node exporter); tests run private instances.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
 fi
 
 command -v go >/dev/null || { echo "[install-deps] Go >= 1.26 is required to build the control plane" >&2; exit 1; }

@@ -5,8 +5,11 @@
 
 pub mod control_plane;
 pub mod harness;
+pub mod http_peer;
+pub mod kafka;
 pub mod pki;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 
 use std::path::{Path, PathBuf};

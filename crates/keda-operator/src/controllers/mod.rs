@@ -1,2 +1,3 @@
 pub mod scaled_job;
 pub mod scaled_object;
+pub mod trigger_auth;

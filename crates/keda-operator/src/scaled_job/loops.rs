@@ -20,8 +20,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::job;
 use super::status as sj_status;
 use super::strategy::{self, JobCounts, ScalerReading, Strategy};
+use crate::auth::{self, AuthResolver, WorkloadTemplate};
 use crate::events::{self, Events};
-use crate::scale_loop::{ScalersCache, TriggerScaler};
+use crate::scale_loop::TriggerScaler;
 use crate::scheduler::{ObjectKey, PollTarget, Scheduler};
 use crate::status::{ACTIVE, READY};
 
@@ -32,6 +33,12 @@ pub const JOBS_CREATED: &str = "KEDAJobsCreated";
 pub const JOB_CREATE_FAILED: &str = "KEDAJobCreateFailed";
 pub const SCALED_JOB_ACTIVE: &str = "ScaledJobActive";
 pub const SCALED_JOB_INACTIVE: &str = "ScaledJobInactive";
+
+/// The scalers of one ScaledJob at one generation.
+pub struct ScalersCache {
+    pub generation: Option<i64>,
+    pub triggers: Vec<TriggerScaler>,
+}
 
 #[derive(Default)]
 struct State {
@@ -46,6 +53,7 @@ pub struct JobLoops {
     pools: Pools,
     version: String,
     scheduler: Scheduler,
+    auth: Arc<AuthResolver>,
     store: OnceLock<Store<ScaledJob>>,
     jobs: OnceLock<Store<Job>>,
     objects: Mutex<HashMap<ObjectKey, Arc<State>>>,
@@ -66,7 +74,12 @@ impl PollTarget for JobPoller {
 }
 
 impl JobLoops {
-    pub fn new(client: kube::Client, scheduler: Scheduler, version: String) -> Arc<Self> {
+    pub fn new(
+        client: kube::Client,
+        scheduler: Scheduler,
+        auth: Arc<AuthResolver>,
+        version: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
             events: Events::for_controller(client.clone(), "scale-handler"),
             client,
@@ -74,6 +87,7 @@ impl JobLoops {
             pools: Pools::new(),
             version,
             scheduler,
+            auth,
             store: OnceLock::new(),
             jobs: OnceLock::new(),
             objects: Mutex::new(HashMap::new()),
@@ -132,11 +146,16 @@ impl JobLoops {
         }
         let mut triggers: Vec<TriggerScaler> = Vec::with_capacity(sj.spec.triggers.len());
         for (index, trigger) in sj.spec.triggers.iter().enumerate() {
-            let scaler = match self
-                .registry
-                .build(&scaler_config(sj, index), &self.pools)
-                .await
-            {
+            let config = match self.resolved_config(sj, index).await {
+                Ok(c) => c,
+                Err(e) => {
+                    for t in &triggers {
+                        t.scaler.close().await;
+                    }
+                    return Err(e);
+                }
+            };
+            let scaler = match self.registry.build(&config, &self.pools).await {
                 Ok(s) => s,
                 Err(e) => {
                     for t in &triggers {
@@ -168,6 +187,36 @@ impl JobLoops {
             tokio::spawn(async move { close(&old).await });
         }
         Ok(built)
+    }
+
+    /// Trigger `index`'s config with its TriggerAuthentication and env resolved against the
+    /// Job template (`envSourceContainerName`, else its first container).
+    async fn resolved_config(
+        &self,
+        sj: &ScaledJob,
+        index: usize,
+    ) -> Result<ScalerConfig, ScalerError> {
+        let mut config = scaler_config(sj, index);
+        let Some(trigger) = sj.spec.triggers.get(index) else {
+            return Ok(config);
+        };
+        if trigger.authentication_ref.is_some() || auth::needs_env(trigger) {
+            let template = WorkloadTemplate::given(Some(&sj.spec.job_target_ref.template));
+            let resolved = self
+                .auth
+                .resolve(
+                    &sj.namespace().unwrap_or_default(),
+                    trigger,
+                    sj.spec.env_source_container_name.as_deref(),
+                    &template,
+                )
+                .await
+                .map_err(|e| e.into_scaler_error(config.trigger_label()))?;
+            config.auth_params = resolved.auth_params;
+            config.resolved_env = resolved.resolved_env;
+            config.pod_identity = resolved.pod_identity;
+        }
+        Ok(config)
     }
 
     /// (Re)starts the loop: the scheduler polls at once, then every pollingInterval. True when
@@ -505,8 +554,8 @@ async fn close(cache: &ScalersCache) {
     }
 }
 
-/// What a scaler is built from, for trigger `index` of `sj`. The one place to extend with
-/// TriggerAuthentication and env resolution (`jobTargetRef.template` is the pod to read env from).
+/// What a scaler is built from, for trigger `index` of `sj`, before authentication and env are
+/// resolved (see `JobLoops::resolved_config`).
 pub fn scaler_config(sj: &ScaledJob, index: usize) -> ScalerConfig {
     let trigger = &sj.spec.triggers[index.min(sj.spec.triggers.len().saturating_sub(1))];
     ScalerConfig {
@@ -516,6 +565,7 @@ pub fn scaler_config(sj: &ScaledJob, index: usize) -> ScalerConfig {
         metadata: trigger.metadata.clone(),
         auth_params: BTreeMap::new(),
         resolved_env: BTreeMap::new(),
+        pod_identity: None,
         metric_type: MetricTargetKind::AverageValue,
         scalable_object_namespace: sj.namespace().unwrap_or_default(),
         scalable_object_name: sj.name_any(),

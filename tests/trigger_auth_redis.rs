@@ -449,3 +449,56 @@ async fn rotated_secret_applies_within_one_polling_interval() {
     );
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn scaled_job_takes_its_password_from_the_job_template_env_and_a_trigger_authentication() {
+    shared_operator();
+    let ns = shared().namespace("auth-sj").await;
+    let redis = RedisServer::start_with(&["--requirepass", "job-pw"]);
+    let secrets = ns.api::<Secret>();
+    secret(&secrets, "redis-auth", json!({"password": "job-pw"})).await;
+    create(
+        &ns.api::<TriggerAuthentication>(),
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+               "metadata": {"name": "job-auth"},
+               "spec": {"env": [{"parameter": "password", "name": "PW"}]}}),
+    )
+    .await;
+    // The TriggerAuthentication's env reads the Job template's container, whose value comes
+    // from a Secret.
+    create(
+        &ns.api::<keda_api::ScaledJob>(),
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "metadata": {"name": "jobs"},
+            "spec": {
+                "jobTargetRef": {"backoffLimit": 0, "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": {"no-such-node": "true"},
+                    "containers": [{"name": "w", "image": "example.invalid/worker:1",
+                        "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "redis-auth", "key": "password"}}}]}]}}},
+                "pollingInterval": 1, "maxReplicaCount": 2,
+                "triggers": [{"type": "redis",
+                    "metadata": {"address": redis.address(), "listName": "jobs", "listLength": "1"},
+                    "authenticationRef": {"name": "job-auth"}}]}}),
+    )
+    .await;
+    redis.push(0, "jobs", 1);
+    let jobs = ns.api::<k8s_openapi::api::batch::v1::Job>();
+    wait_for(Duration::from_secs(30), || async {
+        let list = jobs.list(&Default::default()).await.ok()?;
+        (!list.items.is_empty()).then_some(())
+    })
+    .await
+    .expect("a Job for the queued item, read with the resolved password");
+    let listed = wait_for(Duration::from_secs(30), || async {
+        ns.api::<TriggerAuthentication>()
+            .get("job-auth")
+            .await
+            .ok()?
+            .status?
+            .scaledjobs
+    })
+    .await
+    .expect("the ScaledJob is listed in the TriggerAuthentication's status");
+    assert_eq!(listed, "jobs");
+    ns.delete().await;
+}

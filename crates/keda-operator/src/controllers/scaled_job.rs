@@ -170,6 +170,7 @@ async fn steps(
     ctx: &Context,
     status: &mut ScaledJobStatus,
 ) -> Result<Outcome, Error> {
+    record_references(ctx, sj, true).await;
     checks::check_job_target(sj).map_err(|e| Error::Check(e.to_string()))?;
     if handle_pause(sj, ctx, status).await {
         return Ok(Outcome::Paused);
@@ -302,7 +303,30 @@ async fn rollout(sj: &ScaledJob, ctx: &Context) {
         .await;
 }
 
+/// Keeps `status.scaledjobs` of the referenced (Cluster)TriggerAuthentications.
+async fn record_references(ctx: &Context, sj: &ScaledJob, present: bool) {
+    let refs: Vec<_> = sj
+        .spec
+        .triggers
+        .iter()
+        .filter_map(|t| t.authentication_ref.clone())
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    crate::controllers::trigger_auth::record_references(
+        &ctx.client,
+        &sj.namespace().unwrap_or_default(),
+        &refs,
+        crate::controllers::trigger_auth::Referrer::ScaledJob,
+        &sj.name_any(),
+        present,
+    )
+    .await;
+}
+
 async fn cleanup(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
+    record_references(ctx, sj, false).await;
     if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
         ctx.events
             .normal(sj, events::SCALERS_STOPPED, "Stopped scalers watch")

@@ -38,6 +38,24 @@ pub const SCALED_JOB_INACTIVE: &str = "ScaledJobInactive";
 pub struct ScalersCache {
     pub generation: Option<i64>,
     pub triggers: Vec<TriggerScaler>,
+    /// What the scalers were built from, to notice rotated credentials.
+    configs: Vec<ScalerConfig>,
+    checked_at: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl ScalersCache {
+    fn recheck_due(&self, interval: Duration) -> bool {
+        self.checked_at
+            .lock()
+            .map(|at| at.elapsed() >= interval)
+            .unwrap_or(true)
+    }
+
+    fn mark_checked(&self) {
+        if let Ok(mut at) = self.checked_at.lock() {
+            *at = tokio::time::Instant::now();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -135,27 +153,47 @@ impl JobLoops {
             .collect()
     }
 
-    /// Scalers for the ScaledJob's generation, built on demand.
+    /// Scalers for the ScaledJob's generation, built on demand. Once per polling interval the
+    /// triggers' credentials and env are resolved again and the scalers rebuilt if they changed
+    /// (a rotated Secret applies within one interval).
     pub async fn scalers_for(&self, sj: &ScaledJob) -> Result<Arc<ScalersCache>, ScalerError> {
         let state = self.state(&Self::key_of(sj));
         let mut slot = state.scalers.lock().await;
-        if let Some(cache) = slot.as_ref()
-            && cache.generation == sj.metadata.generation
+        let needs_auth = sj
+            .spec
+            .triggers
+            .iter()
+            .any(|t| t.authentication_ref.is_some() || auth::needs_env(t));
+        let interval = Duration::from_secs(u64::try_from(sj.spec.polling_interval()).unwrap_or(30));
+        let current = slot
+            .as_ref()
+            .filter(|c| c.generation == sj.metadata.generation)
+            .cloned();
+        if let Some(cache) = &current
+            && (!needs_auth || !cache.recheck_due(interval))
         {
             return Ok(cache.clone());
         }
-        let mut triggers: Vec<TriggerScaler> = Vec::with_capacity(sj.spec.triggers.len());
-        for (index, trigger) in sj.spec.triggers.iter().enumerate() {
-            let config = match self.resolved_config(sj, index).await {
-                Ok(c) => c,
-                Err(e) => {
-                    for t in &triggers {
-                        t.scaler.close().await;
-                    }
-                    return Err(e);
+        let mut configs = Vec::with_capacity(sj.spec.triggers.len());
+        for index in 0..sj.spec.triggers.len() {
+            match self.resolved_config(sj, index).await {
+                Ok(c) => configs.push(c),
+                // Unreachable apiserver or secret store: keep the scalers that work.
+                Err(e) if e.is_backend() && current.is_some() => {
+                    return current.ok_or(e);
                 }
-            };
-            let scaler = match self.registry.build(&config, &self.pools).await {
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(cache) = &current
+            && cache.configs == configs
+        {
+            cache.mark_checked();
+            return Ok(cache.clone());
+        }
+        let mut triggers: Vec<TriggerScaler> = Vec::with_capacity(sj.spec.triggers.len());
+        for (index, (trigger, config)) in sj.spec.triggers.iter().zip(&configs).enumerate() {
+            let scaler = match self.registry.build(config, &self.pools).await {
                 Ok(s) => s,
                 Err(e) => {
                     for t in &triggers {
@@ -182,6 +220,8 @@ impl JobLoops {
         let built = Arc::new(ScalersCache {
             generation: sj.metadata.generation,
             triggers,
+            configs,
+            checked_at: std::sync::Mutex::new(tokio::time::Instant::now()),
         });
         if let Some(old) = slot.replace(built.clone()) {
             tokio::spawn(async move { close(&old).await });

@@ -10,7 +10,9 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
+use crate::clients::rabbitmq::{AmqpClient, AmqpEndpoint, HttpClientKey, ManagementClient};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
+use crate::clients::sqs::{SqsClient, SqsEndpoint};
 
 /// Every client pool of the process. Cheap to clone; clones share the pools.
 #[derive(Clone, Default)]
@@ -21,6 +23,9 @@ pub struct Pools {
 #[derive(Default)]
 struct PoolsInner {
     redis: KeyedPool<RedisEndpoint, RedisClient>,
+    rabbitmq_amqp: KeyedPool<AmqpEndpoint, AmqpClient>,
+    rabbitmq_http: KeyedPool<HttpClientKey, ManagementClient>,
+    sqs: KeyedPool<SqsEndpoint, SqsClient>,
 }
 
 impl Pools {
@@ -34,9 +39,27 @@ impl Pools {
         &self.inner.redis
     }
 
+    /// RabbitMQ AMQP connections, one per broker URI (credentials and vhost included).
+    pub fn rabbitmq_amqp(&self) -> &KeyedPool<AmqpEndpoint, AmqpClient> {
+        &self.inner.rabbitmq_amqp
+    }
+
+    /// RabbitMQ management-API HTTP clients, one per TLS setting and timeout.
+    pub fn rabbitmq_http(&self) -> &KeyedPool<HttpClientKey, ManagementClient> {
+        &self.inner.rabbitmq_http
+    }
+
+    /// Amazon SQS clients, one per region, endpoint and credentials.
+    pub fn sqs(&self) -> &KeyedPool<SqsEndpoint, SqsClient> {
+        &self.inner.sqs
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
         self.inner.redis.live_clients()
+            + self.inner.rabbitmq_amqp.live_clients()
+            + self.inner.rabbitmq_http.live_clients()
+            + self.inner.sqs.live_clients()
     }
 }
 
@@ -44,6 +67,15 @@ impl fmt::Debug for Pools {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pools")
             .field("redis_live_clients", &self.inner.redis.live_clients())
+            .field(
+                "rabbitmq_amqp_live_clients",
+                &self.inner.rabbitmq_amqp.live_clients(),
+            )
+            .field(
+                "rabbitmq_http_live_clients",
+                &self.inner.rabbitmq_http.live_clients(),
+            )
+            .field("sqs_live_clients", &self.inner.sqs.live_clients())
             .finish()
     }
 }

@@ -36,6 +36,16 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "aws-sqs-queue",
+        build: |c, p| Box::pin(scalers::aws::sqs_queue::build(c, p)),
+        parse: |c| scalers::aws::sqs_queue::parse(c, None).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "rabbitmq",
+        build: |c, p| Box::pin(scalers::rabbitmq::build(c, p)),
+        parse: |c| scalers::rabbitmq::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),

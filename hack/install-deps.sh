@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Debian packages: backends the tests run for real, and tools the harness uses.
-PACKAGES=(redis-server iproute2 procps util-linux ca-certificates)
+PACKAGES=(redis-server iproute2 procps util-linux ca-certificates rabbitmq-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,6 +20,9 @@ if ((${#missing[@]})); then
   # Debian starts a system redis on 6379; tests start their own on free ports.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
   $SUDO service redis-server stop >/dev/null 2>&1 || true
+  # Likewise RabbitMQ: tests start private nodes with their own epmd.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
+  $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true
 fi
 
 command -v go >/dev/null || { echo "[install-deps] Go >= 1.26 is required to build the control plane" >&2; exit 1; }

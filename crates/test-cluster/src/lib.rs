@@ -5,8 +5,10 @@
 
 pub mod control_plane;
 pub mod harness;
+pub mod moto;
 pub mod pki;
 pub mod process;
+pub mod rabbitmq;
 pub mod redis;
 
 use std::path::{Path, PathBuf};

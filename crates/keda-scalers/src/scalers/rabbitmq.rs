@@ -931,3 +931,628 @@ pub(crate) async fn build(
 ) -> Result<Arc<dyn Scaler>, ScalerError> {
     Ok(Arc::new(RabbitMqScaler::new(config, pools).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HTTP: &str = "http://guest:guest@localhost:15672/";
+    const AMQP: &str = "amqp://guest:guest@localhost:5672/";
+
+    fn cfg(metadata: &[(&str, &str)], auth: &[(&str, &str)]) -> ScalerConfig {
+        ScalerConfig::new("rabbitmq", 0)
+            .with_metadata(metadata.iter().copied())
+            .with_auth_params(auth.iter().copied())
+            .with_resolved_env([("RABBITMQ_HOST", AMQP), ("USER", "u"), ("PASS", "p")])
+    }
+
+    fn ok(metadata: &[(&str, &str)], auth: &[(&str, &str)]) -> RabbitMqMetadata {
+        parse(&cfg(metadata, auth)).unwrap_or_else(|e| panic!("{metadata:?} {auth:?}: {e}"))
+    }
+
+    /// Rejected, with a config error naming `parameter` and containing `message`.
+    fn rejected(metadata: &[(&str, &str)], auth: &[(&str, &str)], parameter: &str, message: &str) {
+        let err = parse(&cfg(metadata, auth)).expect_err(&format!("{metadata:?} was accepted"));
+        assert!(err.is_config());
+        assert_eq!(err.parameter(), Some(parameter), "{err}");
+        assert!(err.message().contains(message), "{err}");
+        assert!(err.to_string().starts_with("rabbitmq trigger 0: "), "{err}");
+    }
+
+    // KEDA's rabbitmq_scaler_test.go metadata table, as facts.
+
+    #[test]
+    fn accepted_cases() {
+        let m = ok(
+            &[
+                ("queueLength", "10"),
+                ("queueName", "sample"),
+                ("hostFromEnv", "RABBITMQ_HOST"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            (m.mode, m.value, m.protocol),
+            (Mode::QueueLength, 10.0, Protocol::Amqp)
+        );
+        let m = ok(
+            &[("queueName", "sample"), ("host", HTTP)],
+            &[("protocol", "http")],
+        );
+        assert_eq!(m.protocol, Protocol::Http);
+        for host in ["http://", "https://"] {
+            assert_eq!(
+                ok(&[("queueName", "q"), ("host", host)], &[]).protocol,
+                Protocol::Http
+            );
+        }
+        let m = ok(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("mode", "QueueLength"),
+                ("value", "20"),
+            ],
+            &[],
+        );
+        assert_eq!((m.mode, m.value), (Mode::QueueLength, 20.0));
+        for mode in ["MessageRate", "DeliverGetRate"] {
+            for host in ["http://h/", "https://h/"] {
+                let m = ok(
+                    &[
+                        ("queueName", "q"),
+                        ("host", host),
+                        ("mode", mode),
+                        ("value", "5"),
+                    ],
+                    &[],
+                );
+                assert_eq!(m.mode.name(), mode);
+            }
+        }
+        let m = ok(
+            &[("queueName", "q"), ("host", HTTP), ("timeout", "1000")],
+            &[],
+        );
+        assert_eq!(m.timeout, Some(Duration::from_secs(1)));
+        // tls=enable with a CA only.
+        let ca = test_ca();
+        let m = ok(
+            &[("queueName", "q"), ("host", "amqps://h/")],
+            &[("tls", "enable"), ("ca", &ca)],
+        );
+        assert!(m.tls_enabled);
+        // Defaults.
+        let m = ok(&[("queueName", "q"), ("host", AMQP)], &[]);
+        assert_eq!(
+            (m.mode, m.value, m.activation_value),
+            (Mode::QueueLength, 20.0, 0.0)
+        );
+        assert_eq!(
+            (m.page_size, m.operation, m.use_regex),
+            (100, Operation::Sum, false)
+        );
+    }
+
+    fn test_ca() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    }
+
+    #[test]
+    fn rejected_cases() {
+        rejected(
+            &[("queueLength", "AA"), ("queueName", "q"), ("host", AMQP)],
+            &[],
+            "queueLength",
+            "unable to set param \"queueLength\"",
+        );
+        rejected(
+            &[("queueName", "q")],
+            &[],
+            "host",
+            "missing required parameter \"host\"",
+        );
+        rejected(
+            &[("host", AMQP)],
+            &[],
+            "queueName",
+            "missing required parameter \"queueName\"",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", "something://")],
+            &[],
+            "host",
+            "unknown host URL scheme: `something`",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", AMQP), ("protocol", "smtp")],
+            &[],
+            "protocol",
+            "the protocol has to be either `amqp`, `http`, or `auto` but is `smtp`",
+        );
+        for extra in [
+            &[("queueLength", "10"), ("mode", "QueueLength")][..],
+            &[("queueLength", "10"), ("value", "10")][..],
+            &[
+                ("queueLength", "10"),
+                ("mode", "QueueLength"),
+                ("value", "10"),
+            ][..],
+        ] {
+            let mut m = vec![("queueName", "q"), ("host", AMQP)];
+            m.extend_from_slice(extra);
+            rejected(
+                &m,
+                &[],
+                "queueLength",
+                "queueLength is deprecated; use mode and value",
+            );
+        }
+        rejected(
+            &[("queueName", "q"), ("host", AMQP), ("mode", "QueueLength")],
+            &[],
+            "value",
+            "value must be specified",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", AMQP), ("value", "10")],
+            &[],
+            "mode",
+            "mode must be specified",
+        );
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("mode", "Feelings"),
+                ("value", "1"),
+            ],
+            &[],
+            "mode",
+            "trigger mode Feelings must be one of",
+        );
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("mode", "QueueLength"),
+                ("value", "lots"),
+            ],
+            &[],
+            "value",
+            "unable to set param \"value\"",
+        );
+        for mode in ["MessageRate", "DeliverGetRate"] {
+            for host in ["amqp://h/", "amqps://h/"] {
+                rejected(
+                    &[
+                        ("queueName", "q"),
+                        ("host", host),
+                        ("mode", mode),
+                        ("value", "5"),
+                    ],
+                    &[],
+                    "mode",
+                    &format!(
+                        "protocol amqp not supported; must be HTTP to use trigger mode {mode}"
+                    ),
+                );
+            }
+        }
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", "amqps://h/"),
+                ("useRegex", "true"),
+            ],
+            &[],
+            "useRegex",
+            "configure useRegex=true only with HTTP protocol",
+        );
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("excludeUnacknowledged", "true"),
+            ],
+            &[],
+            "excludeUnacknowledged",
+            "configure excludeUnacknowledged=true only with HTTP protocol",
+        );
+        for bad in ["-10", "error"] {
+            rejected(
+                &[("queueName", "q"), ("host", HTTP), ("timeout", bad)],
+                &[],
+                "timeout",
+                "unable to set param \"timeout\"",
+            );
+        }
+        rejected(
+            &[("queueName", "q"), ("host", AMQP), ("timeout", "10")],
+            &[],
+            "timeout",
+            "AMQP protocol doesn't support custom timeouts",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", HTTP), ("pageSize", "-1")],
+            &[],
+            "pageSize",
+            "pageSize should be 1 or greater",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", HTTP), ("pageSize", "a")],
+            &[],
+            "pageSize",
+            "unable to set param \"pageSize\"",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", HTTP), ("unsafeSsl", "random")],
+            &[],
+            "unsafeSsl",
+            "unable to set param \"unsafeSsl\"",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", AMQP)],
+            &[("tls", "yes")],
+            "tls",
+            "incorrect value for TLS given: yes",
+        );
+        let ca = test_ca();
+        rejected(
+            &[("queueName", "q"), ("host", "amqps://h/")],
+            &[("tls", "enable"), ("ca", &ca), ("key", "k")],
+            "cert",
+            "both key and certificate must be provided",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", AMQP)],
+            &[("username", "u")],
+            "password",
+            "username and password must be given together",
+        );
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("passwordFromEnv", "PASS"),
+            ],
+            &[],
+            "username",
+            "username and password must be given together",
+        );
+        rejected(
+            &[("queueName", "q"), ("host", AMQP)],
+            &[("workloadIdentityResource", "api://x")],
+            "workloadIdentityResource",
+            "workload identity is not supported for the AMQP protocol",
+        );
+        let oauth = [
+            ("oauthTokenURI", "https://t/token"),
+            ("clientID", "c"),
+            ("clientSecret", "s"),
+        ];
+        rejected(
+            &[("queueName", "q"), ("host", AMQP)],
+            &oauth,
+            "oauthTokenURI",
+            "OAuth2 is not supported for the AMQP protocol",
+        );
+        let mut with_basic = oauth.to_vec();
+        with_basic.extend([("username", "u"), ("password", "p")]);
+        rejected(
+            &[("queueName", "q"), ("host", HTTP)],
+            &with_basic,
+            "oauthTokenURI",
+            "cannot be combined with username and password",
+        );
+        let mut with_wi = oauth.to_vec();
+        with_wi.push(("workloadIdentityResource", "api://x"));
+        rejected(
+            &[("queueName", "q"), ("host", HTTP)],
+            &with_wi,
+            "oauthTokenURI",
+            "cannot be combined with workload identity",
+        );
+        for missing in 0..3 {
+            let partial: Vec<_> = oauth
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, kv)| *kv)
+                .collect();
+            rejected(
+                &[("queueName", "q"), ("host", HTTP)],
+                &partial,
+                oauth[missing].0,
+                "OAuth2 requires tokenUrl clientId and clientSecret",
+            );
+        }
+        rejected(
+            &[
+                ("queueName", "q"),
+                ("host", HTTP),
+                ("useRegex", "true"),
+                ("operation", "median"),
+            ],
+            &[],
+            "operation",
+            "operation median must be one of",
+        );
+        // Without regex the operation is not checked.
+        ok(
+            &[("queueName", "q"), ("host", HTTP), ("operation", "median")],
+            &[],
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_auth_params_or_env() {
+        let m = ok(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("usernameFromEnv", "USER"),
+                ("passwordFromEnv", "PASS"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            (m.username.as_deref(), m.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        // Plain metadata is not a source for credentials.
+        let m = ok(
+            &[
+                ("queueName", "q"),
+                ("host", AMQP),
+                ("username", "x"),
+                ("password", "y"),
+            ],
+            &[],
+        );
+        assert_eq!(m.username, None);
+        let m = ok(&[("queueName", "q")], &[("host", HTTP), ("vhostName", "v")]);
+        assert_eq!(
+            (m.protocol, m.vhost_name.as_deref()),
+            (Protocol::Http, Some("v"))
+        );
+    }
+
+    #[test]
+    fn metric_names() {
+        for (index, queue, want) in [
+            (0, "sample", "s0-rabbitmq-sample"),
+            (1, "namespace/name", "s1-rabbitmq-namespace-2Fname"),
+            (2, "a b", "s2-rabbitmq-a+b"),
+        ] {
+            let name = normalized_metric_name(index, &format!("rabbitmq-{}", query_escape(queue)));
+            assert_eq!(name, want);
+        }
+    }
+
+    #[test]
+    fn vhost_and_prefix_examples() {
+        for (path, vhost_name, vhost, prefix) in [
+            ("/myVhost", None, "/myVhost", ""),
+            ("/", None, "/%2F", ""),
+            ("//", None, "/%2F", ""),
+            ("/%2F", None, "/%2F", ""),
+            ("", None, "/%2F", ""),
+            ("/sub1/myVhost", None, "/myVhost", "/sub1"),
+            ("/sub1/", Some("myVhost"), "/myVhost", "/sub1"),
+            ("/sub1/sub2/%2FmyVhost", None, "/%2FmyVhost", "/sub1/sub2"),
+            ("/sub1//", None, "/%2F", "/sub1"),
+            ("/x", Some("/"), "/%2F", ""),
+        ] {
+            assert_eq!(
+                vhost_and_prefix(path, vhost_name),
+                (vhost.to_owned(), prefix.to_owned()),
+                "{path:?} {vhost_name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn management_urls_and_credentials() {
+        let m = ok(
+            &[
+                ("queueName", "my queue"),
+                ("host", "https://user:p%40ss@rabbit:15671/prefix/vh"),
+            ],
+            &[],
+        );
+        let r = management_request(&m).unwrap();
+        assert_eq!(
+            r.url,
+            "https://rabbit:15671/prefix/api/queues/vh/my%20queue"
+        );
+        assert_eq!(
+            r.auth,
+            HttpAuth::Basic {
+                username: "user".into(),
+                password: "p@ss".into()
+            }
+        );
+        let m = ok(
+            &[
+                ("queueName", "^q.*"),
+                ("host", "http://rabbit:15672"),
+                ("useRegex", "true"),
+                ("pageSize", "7"),
+            ],
+            &[("username", "u"), ("password", "p")],
+        );
+        let r = management_request(&m).unwrap();
+        assert_eq!(
+            r.url,
+            "http://rabbit:15672/api/queues/%2F?page=1&use_regex=true&pagination=false&name=%5Eq.%2A&page_size=7"
+        );
+        assert_eq!(
+            r.auth,
+            HttpAuth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn amqp_uris() {
+        let m = ok(
+            &[
+                ("queueName", "q"),
+                ("host", "amqp://h:5672/"),
+                ("vhostName", "team/a"),
+            ],
+            &[("username", "u"), ("password", "p w")],
+        );
+        let e = amqp_endpoint(&m).unwrap();
+        assert_eq!(e.uri, "amqp://u:p%20w@h:5672/team%2Fa");
+        assert_eq!(e.describe(), "amqp://u:password@h:5672/team%2Fa");
+        let m = ok(
+            &[("queueName", "q"), ("host", "amqp://guest:guest@h/")],
+            &[],
+        );
+        assert_eq!(amqp_endpoint(&m).unwrap().uri, "amqp://guest:guest@h");
+    }
+
+    #[test]
+    fn value_and_activity_per_mode() {
+        let s = |m: i64, p: f64, d: f64| QueueStats {
+            messages: m,
+            publish_rate: p,
+            deliver_get_rate: d,
+        };
+        assert_eq!(
+            value_and_activity(Mode::QueueLength, s(5, 9.0, 9.0), 5.0),
+            (5.0, false)
+        );
+        assert_eq!(
+            value_and_activity(Mode::QueueLength, s(6, 0.0, 0.0), 5.0),
+            (6.0, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::MessageRate, s(0, 2.5, 0.0), 1.0),
+            (2.5, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::MessageRate, s(3, 0.0, 0.0), 1.0),
+            (0.0, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::MessageRate, s(1, 1.0, 0.0), 1.0),
+            (1.0, false)
+        );
+        assert_eq!(
+            value_and_activity(Mode::DeliverGetRate, s(100, 0.0, 4.0), 1.0),
+            (4.0, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::PublishedToDeliveredRatio, s(0, 2.0, 0.0), 1.0),
+            (1.0, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::PublishedToDeliveredRatio, s(0, 3.0, 2.0), 1.0),
+            (1.5, true)
+        );
+        assert_eq!(
+            value_and_activity(Mode::PublishedToDeliveredRatio, s(0, 0.0, 2.0), 1.0),
+            (0.0, false)
+        );
+        // KEDA's ETA cases (value 1, activationValue 1).
+        let eta = |m, p, d| value_and_activity(Mode::ExpectedQueueConsumptionTime, s(m, p, d), 1.0);
+        assert_eq!(eta(0, 0.0, 0.0), (0.0, false));
+        assert_eq!(eta(0, 0.0, 2.0), (0.0, false));
+        assert_eq!(eta(10, 3.0, 0.0), (1.0, true));
+        assert_eq!(eta(10, 3.0, 2.0), (5.5, true));
+        assert_eq!(eta(4, 0.0, 2.0), (1.0, false));
+    }
+
+    #[test]
+    fn regex_answers_are_aggregated() {
+        let body = br#"{"items":[
+            {"messages":2,"messages_ready":1,"message_stats":{"publish_details":{"rate":1.5}}},
+            {"messages":5,"messages_ready":5,"message_stats":{"deliver_get_details":{"rate":4.0}}},
+            {"messages":9,"messages_ready":3}],"page_count":1}"#;
+        let sum = parse_regex_answer(body, false, Operation::Sum).unwrap();
+        assert_eq!(
+            sum,
+            QueueStats {
+                messages: 16,
+                publish_rate: 1.5,
+                deliver_get_rate: 4.0
+            }
+        );
+        assert_eq!(
+            parse_regex_answer(body, true, Operation::Sum)
+                .unwrap()
+                .messages,
+            9
+        );
+        let max = parse_regex_answer(body, false, Operation::Max).unwrap();
+        assert_eq!(
+            max,
+            QueueStats {
+                messages: 9,
+                publish_rate: 1.5,
+                deliver_get_rate: 4.0
+            }
+        );
+        let avg = parse_regex_answer(body, false, Operation::Avg).unwrap();
+        assert_eq!(avg.messages, 5);
+        assert!((avg.publish_rate - 0.5).abs() < 1e-9);
+        assert_eq!(
+            parse_regex_answer(br#"{"items":[],"page_count":0}"#, false, Operation::Max).unwrap(),
+            QueueStats::default()
+        );
+        let err = parse_regex_answer(br#"{"items":[],"page_count":2}"#, false, Operation::Sum)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "regex matches more queues than can be recovered at once"
+        );
+        assert!(parse_queue_answer(b"not json", false).is_err());
+        assert_eq!(
+            parse_queue_answer(b"{}", false).unwrap(),
+            QueueStats::default()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(meta in proptest::collection::btree_map(
+            prop::sample::select(vec!["queueName", "host", "protocol", "mode", "value", "queueLength",
+                "activationValue", "vhostName", "useRegex", "excludeUnacknowledged", "pageSize",
+                "operation", "timeout", "unsafeSsl"]),
+            ".{0,24}", 0..10)) {
+            let config = ScalerConfig::new("rabbitmq", 0).with_metadata(meta);
+            if let Ok(m) = parse(&config) {
+                let _ = management_request(&m);
+                let _ = amqp_endpoint(&m);
+            }
+        }
+
+        #[test]
+        fn query_escape_roundtrips(text in ".{0,40}") {
+            let escaped = query_escape(&text);
+            let decoded: String = url::form_urlencoded::parse(format!("x={escaped}").as_bytes())
+                .next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            prop_assert_eq!(decoded, text);
+        }
+
+        #[test]
+        fn redaction_hides_any_password(user in "[a-z]{1,8}", password in "[a-zA-Z0-9]{6,12}") {
+            let text = format!("GET http://{user}:{password}@h:1/api failed");
+            let shown = redact_userinfo(&text);
+            prop_assert!(!shown.contains(&password));
+            let wanted = format!("{user}:password@h:1");
+            prop_assert!(shown.contains(&wanted));
+        }
+    }
+}

@@ -249,3 +249,219 @@ pub(crate) async fn build(
     // Pod identity reaches scalers once TriggerAuthentication resolution passes it in the config.
     Ok(Arc::new(SqsQueueScaler::new(config, pools, None).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::sqs::AwsCredentials;
+    use proptest::prelude::*;
+
+    const URL: &str = "https://sqs.eu-west-1.amazonaws.com/account_id/DeleteArtifactQ";
+    const KEYS: &[(&str, &str)] = &[("awsAccessKeyID", "none"), ("awsSecretAccessKey", "none")];
+
+    fn cfg(metadata: &[(&str, &str)], auth: &[(&str, &str)], env: &[(&str, &str)]) -> ScalerConfig {
+        ScalerConfig::new("aws-sqs-queue", 0)
+            .with_metadata(metadata.iter().copied())
+            .with_auth_params(auth.iter().copied())
+            .with_resolved_env(env.iter().copied())
+    }
+
+    fn rejected(
+        metadata: &[(&str, &str)],
+        auth: &[(&str, &str)],
+        env: &[(&str, &str)],
+        parameter: &str,
+        message: &str,
+    ) {
+        let err =
+            parse(&cfg(metadata, auth, env), None).expect_err(&format!("{metadata:?} accepted"));
+        assert!(err.is_config());
+        assert_eq!(err.parameter(), Some(parameter), "{err}");
+        assert!(err.message().contains(message), "{err}");
+    }
+
+    // KEDA's aws_sqs_queue_scaler_test.go table, as facts.
+
+    #[test]
+    fn accepted_cases() {
+        let m = parse(
+            &cfg(&[("queueURL", URL), ("awsRegion", "eu-west-1")], KEYS, &[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.queue_name, "DeleteArtifactQ");
+        assert_eq!((m.queue_length, m.activation_queue_length), (5, 0));
+        assert!(m.scale_on_in_flight && !m.scale_on_delayed);
+        assert_eq!(m.endpoint.region, "eu-west-1");
+        assert_eq!(
+            m.endpoint.credentials,
+            AwsCredentials::Static {
+                access_key_id: "none".into(),
+                secret_access_key: "none".into(),
+                session_token: None
+            }
+        );
+        let m = parse(
+            &cfg(
+                &[
+                    ("queueURL", URL),
+                    ("awsRegion", "eu-west-1"),
+                    ("identityOwner", "operator"),
+                ],
+                &[("awsAccessKeyID", ""), ("awsSecretAccessKey", "")],
+                &[],
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.endpoint.credentials, AwsCredentials::Default);
+        let m = parse(
+            &cfg(
+                &[("queueURL", "my-queue"), ("awsRegion", "eu-west-1")],
+                KEYS,
+                &[],
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.queue_name, "my-queue");
+        let m = parse(
+            &cfg(
+                &[
+                    ("queueURLFromEnv", "QUEUE_URL"),
+                    ("awsRegion", "eu-west-1"),
+                    ("queueLength", "7"),
+                    ("activationQueueLength", "2"),
+                    ("scaleOnInFlight", "false"),
+                    ("scaleOnDelayed", "true"),
+                    ("awsEndpoint", "http://localhost:4566"),
+                ],
+                KEYS,
+                &[("QUEUE_URL", URL)],
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.queue_url, URL);
+        assert_eq!((m.queue_length, m.activation_queue_length), (7, 2));
+        assert_eq!(
+            m.endpoint.endpoint.as_deref(),
+            Some("http://localhost:4566")
+        );
+        assert_eq!(
+            m.attributes(),
+            vec![
+                QueueAttributeName::ApproximateNumberOfMessages,
+                QueueAttributeName::ApproximateNumberOfMessagesDelayed
+            ]
+        );
+        // The region may come from auth params too.
+        parse(
+            &cfg(
+                &[("queueURL", URL)],
+                &[("awsRegion", "eu-west-1"), KEYS[0], KEYS[1]],
+                &[],
+            ),
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn rejected_cases() {
+        let err = parse(&cfg(&[], &[], &[]), None).unwrap_err();
+        assert_eq!(err.parameter(), Some("queueURL"));
+        assert!(
+            err.message()
+                .contains("missing required parameter \"awsRegion\"")
+        );
+        for url in [
+            "https://sqs.eu-west-1.amazonaws.com/account_id",
+            "https://sqs.eu-west-1.amazonaws.com",
+            "https://sqs.eu-west-1.amazonaws.com/account_id/",
+            "https://sqs.eu-west-1.amazonaws.com/a/b/c",
+        ] {
+            rejected(
+                &[("queueURL", url), ("awsRegion", "eu-west-1")],
+                KEYS,
+                &[],
+                "queueURL",
+                "cannot get queueName from queueURL",
+            );
+        }
+        rejected(
+            &[("queueURL", URL), ("awsRegion", "")],
+            KEYS,
+            &[],
+            "awsRegion",
+            "missing required parameter \"awsRegion\"",
+        );
+        for p in ["queueLength", "activationQueueLength"] {
+            rejected(
+                &[("queueURL", URL), ("awsRegion", "eu-west-1"), (p, "a")],
+                KEYS,
+                &[],
+                p,
+                "unable to set param",
+            );
+        }
+        rejected(
+            &[("queueURL", URL), ("awsRegion", "eu-west-1")],
+            &[("awsAccessKeyID", ""), ("awsSecretAccessKey", "x")],
+            &[],
+            "awsAccessKeyID",
+            "awsAccessKeyID not found",
+        );
+        rejected(
+            &[("queueURL", URL), ("awsRegion", "eu-west-1")],
+            &[("awsAccessKeyID", "x"), ("awsSecretAccessKey", "")],
+            &[],
+            "awsSecretAccessKey",
+            "awsSecretAccessKey not found",
+        );
+        rejected(
+            &[("queueURLFromEnv", "QUEUE_URL"), ("awsRegion", "eu-west-1")],
+            KEYS,
+            &[("QUEUE_URL", "")],
+            "queueURL",
+            "missing required parameter \"queueURL\"",
+        );
+        rejected(
+            &[("queueURLFromEnv", "MISSING"), ("awsRegion", "eu-west-1")],
+            KEYS,
+            &[],
+            "queueURL",
+            "missing required parameter \"queueURL\"",
+        );
+    }
+
+    #[test]
+    fn metric_name_is_normalized() {
+        let m = parse(
+            &cfg(&[("queueURL", URL), ("awsRegion", "eu-west-1")], KEYS, &[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            normalized_metric_name(3, &format!("aws-sqs-{}", m.queue_name)),
+            "s3-aws-sqs-DeleteArtifactQ"
+        );
+        assert_eq!(
+            normalized_metric_name(0, "aws-sqs-orders.fifo"),
+            "s0-aws-sqs-orders-fifo"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn queue_name_extraction_never_panics(text in ".{0,60}") {
+            let _ = queue_name_from_url(&text);
+        }
+
+        #[test]
+        fn well_formed_urls_give_their_name(account in "[0-9]{12}", name in "[A-Za-z0-9_-]{1,40}") {
+            let url = format!("https://sqs.us-east-1.amazonaws.com/{account}/{name}");
+            prop_assert_eq!(queue_name_from_url(&url).unwrap(), name);
+        }
+    }
+}

@@ -13,6 +13,7 @@ use keda_scalers::{Pools, Registry, Scaler, ScalerConfig, ScalerError};
 use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 use test_cluster::rabbitmq::RabbitMqServer;
+use test_cluster::redis::TestPki;
 
 fn config(metadata: &[(&str, &str)]) -> ScalerConfig {
     ScalerConfig::new("rabbitmq", 0).with_metadata(metadata.iter().copied())
@@ -423,4 +424,75 @@ async fn pool_reuse(server: &RabbitMqServer, pools: &Pools) {
         || async { server.connection_count() <= before },
     )
     .await;
+}
+
+/// AMQPS and the management API over HTTPS: the broker's certificate is trusted through `ca` (with
+/// `tls: enable`), a client certificate is presented when given, and an untrusted certificate is a
+/// backend error unless `unsafeSsl` is set (HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_over_tls() {
+    let pki = TestPki::generate();
+    let server = {
+        let pki = TestPki {
+            ca_pem: pki.ca_pem.clone(),
+            server_cert_pem: pki.server_cert_pem.clone(),
+            server_key_pem: pki.server_key_pem.clone(),
+            client_cert_pem: pki.client_cert_pem.clone(),
+            client_key_pem: pki.client_key_pem.clone(),
+        };
+        tokio::task::spawn_blocking(move || RabbitMqServer::start_tls(&pki))
+            .await
+            .unwrap()
+    };
+    server.declare_queue("/", "secure");
+    server.publish("/", "secure", 6);
+    server.wait_for_counts("/", "secure", 6, 6);
+    let pools = Pools::new();
+    let amqps = format!(
+        "amqps://guest:guest@localhost:{}",
+        server.amqps_port.unwrap()
+    );
+    let https = format!(
+        "https://guest:guest@localhost:{}/",
+        server.management_tls_port.unwrap()
+    );
+    let trusted = [("tls", "enable"), ("ca", pki.ca_pem.as_str())];
+    let with_client_cert = [
+        ("tls", "enable"),
+        ("ca", pki.ca_pem.as_str()),
+        ("cert", pki.client_cert_pem.as_str()),
+        ("key", pki.client_key_pem.as_str()),
+    ];
+    for host in [&amqps, &https] {
+        for auth in [&trusted[..], &with_client_cert[..]] {
+            let cfg = config(&[("queueName", "secure"), ("host", host)])
+                .with_auth_params(auth.iter().copied());
+            let scaler = build(&cfg, &pools).await;
+            assert_eq!(poll(scaler.as_ref()).await.unwrap(), (6.0, true), "{host}");
+        }
+    }
+
+    // Not trusted: the handshake fails (at connect for AMQP, at the poll for HTTP).
+    let untrusted = config(&[("queueName", "secure"), ("host", &amqps)]);
+    let Err(err) = Registry::builtin().build(&untrusted, &pools).await else {
+        panic!("an untrusted broker certificate was accepted");
+    };
+    assert!(err.is_backend(), "{err}");
+    let scaler = build(
+        &config(&[("queueName", "secure"), ("host", &https)]),
+        &pools,
+    )
+    .await;
+    let err = poll(scaler.as_ref()).await.unwrap_err();
+    assert!(err.is_backend(), "{err}");
+    let scaler = build(
+        &config(&[
+            ("queueName", "secure"),
+            ("host", &https),
+            ("unsafeSsl", "true"),
+        ]),
+        &pools,
+    )
+    .await;
+    assert_eq!(poll(scaler.as_ref()).await.unwrap(), (6.0, true));
 }

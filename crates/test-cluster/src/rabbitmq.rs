@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::redis::free_port;
+use crate::redis::{TestPki, free_port};
 
 /// The default user; `loopback_users = none` lets it log in over 127.0.0.1.
 pub const USER: &str = "guest";
@@ -31,6 +31,10 @@ pub struct RabbitMqServer {
     pub amqp_port: u16,
     /// Management HTTP port.
     pub management_port: u16,
+    /// AMQP over TLS port (nodes from [`RabbitMqServer::start_tls`]).
+    pub amqps_port: Option<u16>,
+    /// Management HTTPS port (nodes from [`RabbitMqServer::start_tls`]).
+    pub management_tls_port: Option<u16>,
     http: ureq::Agent,
 }
 
@@ -47,9 +51,19 @@ fn server_script() -> PathBuf {
 impl RabbitMqServer {
     /// Starts a node and waits until its management API answers (fails loudly after 120 s).
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`RabbitMqServer::start`], plus AMQPS and management HTTPS listeners with `pki`'s server
+    /// certificate; client certificates signed by its CA are verified when presented, not required.
+    pub fn start_tls(pki: &TestPki) -> Self {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&TestPki>) -> Self {
         let mut last_log = String::new();
         for _ in 0..3 {
-            let mut server = Self::spawn();
+            let mut server = Self::spawn(pki);
             if server.wait_ready(Duration::from_secs(120)) {
                 return server;
             }
@@ -61,25 +75,48 @@ impl RabbitMqServer {
         );
     }
 
-    fn spawn() -> Self {
+    fn spawn(pki: Option<&TestPki>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let amqp_port = free_port();
         let management_port = free_port();
         let dist_port = free_port();
         let epmd_port = free_port();
         let node = format!("keda-rs-test-{amqp_port}@localhost");
-        fs::write(
-            dir.path().join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.1 = 127.0.0.1:{amqp_port}\n\
-                 management.tcp.port = {management_port}\n\
-                 management.tcp.ip = 127.0.0.1\n\
-                 loopback_users = none\n\
-                 collect_statistics_interval = 500\n\
-                 log.file.level = info\n"
-            ),
-        )
-        .unwrap();
+        let mut conf = format!(
+            "listeners.tcp.1 = 127.0.0.1:{amqp_port}\n\
+             management.tcp.port = {management_port}\n\
+             management.tcp.ip = 127.0.0.1\n\
+             loopback_users = none\n\
+             collect_statistics_interval = 500\n\
+             log.file.level = info\n"
+        );
+        let (mut amqps_port, mut management_tls_port) = (None, None);
+        if let Some(pki) = pki {
+            let write = |name: &str, pem: &str| {
+                let path = dir.path().join(name);
+                fs::write(&path, pem).unwrap();
+                path.to_string_lossy().into_owned()
+            };
+            let ca = write("ca.pem", &pki.ca_pem);
+            let cert = write("server.pem", &pki.server_cert_pem);
+            let key = write("server-key.pem", &pki.server_key_pem);
+            let (tls_port, https_port) = (free_port(), free_port());
+            for prefix in ["ssl_options", "management.ssl"] {
+                conf.push_str(&format!(
+                    "{prefix}.cacertfile = {ca}\n{prefix}.certfile = {cert}\n{prefix}.keyfile = {key}\n"
+                ));
+            }
+            conf.push_str(&format!(
+                "listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = false\n\
+                 management.ssl.port = {https_port}\n\
+                 management.ssl.ip = 127.0.0.1\n"
+            ));
+            amqps_port = Some(tls_port);
+            management_tls_port = Some(https_port);
+        }
+        fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         fs::write(
             dir.path().join("enabled_plugins"),
             "[rabbitmq_management].\n",
@@ -126,6 +163,8 @@ impl RabbitMqServer {
             server: Some(server),
             amqp_port,
             management_port,
+            amqps_port,
+            management_tls_port,
             http: ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(30)))
                 .http_status_as_error(false)

@@ -792,6 +792,13 @@ impl RabbitMqScaler {
         }
         let backend = match metadata.protocol {
             Protocol::Amqp => {
+                if metadata.tls.unsafe_ssl {
+                    // lapin verifies broker certificates against the system roots plus `ca`.
+                    tracing::warn!(
+                        trigger = %trigger,
+                        "unsafeSsl is not honoured on AMQP connections; add the broker's CA as `ca` instead"
+                    );
+                }
                 let endpoint = amqp_endpoint(&metadata)
                     .map_err(|e| ScalerError::config(&trigger, "host", e))?;
                 let lease = pools
@@ -806,8 +813,17 @@ impl RabbitMqScaler {
             Protocol::Http => {
                 let request = management_request(&metadata)
                     .map_err(|e| ScalerError::config(&trigger, "host", e))?;
+                // `unsafeSsl` always applies; certificates only with `tls: enable`, as in KEDA.
+                let tls = if metadata.tls_enabled {
+                    metadata.tls.clone()
+                } else {
+                    TlsSettings {
+                        unsafe_ssl: metadata.tls.unsafe_ssl,
+                        ..TlsSettings::default()
+                    }
+                };
                 let key = HttpClientKey {
-                    tls: metadata.tls.clone(),
+                    tls,
                     timeout: metadata
                         .timeout
                         .filter(|t| !t.is_zero())

@@ -368,6 +368,34 @@ impl RabbitMqServer {
         self.get("/api/connections").as_array().map_or(0, Vec::len)
     }
 
+    /// Closes every client connection from the broker's side (as a broker restart or an operator's
+    /// `rabbitmqctl close_connection` would). Returns how many it closed.
+    pub fn close_all_connections(&self) -> usize {
+        let connections = self.get("/api/connections");
+        let names: Vec<String> = connections
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in &names {
+            let (status, text) = self
+                .request(
+                    "DELETE",
+                    &format!("/api/connections/{}", escape(name)),
+                    None,
+                )
+                .unwrap();
+            assert!(
+                (200..300).contains(&status),
+                "close {name}: {status} {text}"
+            );
+        }
+        names.len()
+    }
+
     /// Kills the node's process group and its epmd.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.server.take() {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
@@ -71,8 +71,21 @@ pub fn redact_userinfo(text: &str) -> String {
 /// A shared AMQP connection, re-established on the next poll after the broker dropped it.
 pub struct AmqpClient {
     endpoint: AmqpEndpoint,
-    connection: tokio::sync::Mutex<Arc<Connection>>,
+    connection: tokio::sync::Mutex<Slot>,
 }
+
+struct Slot {
+    connection: Arc<Connection>,
+    // While the broker is down, polls within `RECONNECT_BACKOFF` of a failed attempt share its
+    // error instead of queueing up one connect each.
+    last_failure: Option<(Instant, String)>,
+}
+
+/// How long a failed reconnect answers for the polls after it.
+const RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Bound on opening a connection (TCP, TLS and AMQP handshakes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Name the broker shows for our connection (`rabbitmqctl list_connections client_properties`).
 const CONNECTION_NAME: &str = "keda-rs";
@@ -83,7 +96,10 @@ impl AmqpClient {
         let connection = open(endpoint).await?;
         Ok(Self {
             endpoint: endpoint.clone(),
-            connection: tokio::sync::Mutex::new(Arc::new(connection)),
+            connection: tokio::sync::Mutex::new(Slot {
+                connection: Arc::new(connection),
+                last_failure: None,
+            }),
         })
     }
 
@@ -93,12 +109,27 @@ impl AmqpClient {
     }
 
     async fn live_connection(&self) -> Result<Arc<Connection>, String> {
-        let mut guard = self.connection.lock().await;
-        if !guard.status().connected() {
-            tracing::info!(broker = %self.description(), "reconnecting to RabbitMQ");
-            *guard = Arc::new(open(&self.endpoint).await?);
+        let mut slot = self.connection.lock().await;
+        if slot.connection.status().connected() {
+            return Ok(Arc::clone(&slot.connection));
         }
-        Ok(Arc::clone(&guard))
+        if let Some((at, error)) = &slot.last_failure
+            && at.elapsed() < RECONNECT_BACKOFF
+        {
+            return Err(error.clone());
+        }
+        tracing::info!(broker = %self.description(), "reconnecting to RabbitMQ");
+        match open(&self.endpoint).await {
+            Ok(connection) => {
+                slot.connection = Arc::new(connection);
+                slot.last_failure = None;
+                Ok(Arc::clone(&slot.connection))
+            }
+            Err(e) => {
+                slot.last_failure = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Ready messages of `queue`, from a passive declare (fails when the queue does not exist).
@@ -159,9 +190,16 @@ async fn open(endpoint: &AmqpEndpoint) -> Result<Connection, String> {
         cert_chain,
     };
     let properties = ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
-    Connection::connect_with_config(&endpoint.uri, properties, tls, runtime)
-        .await
-        .map_err(|e| format!("error connecting to {}: {e}", endpoint.describe()))
+    let connect = Connection::connect_with_config(&endpoint.uri, properties, tls, runtime);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(result) => {
+            result.map_err(|e| format!("error connecting to {}: {e}", endpoint.describe()))
+        }
+        Err(_) => Err(format!(
+            "error connecting to {}: no answer within {CONNECT_TIMEOUT:?}",
+            endpoint.describe()
+        )),
+    }
 }
 
 /// What identifies one management-API HTTP client. Credentials travel per request, so every

@@ -76,14 +76,27 @@ async fn rabbitmq_scaler_against_a_real_broker() {
     let server = Arc::new(server);
     let pools = Pools::new();
 
+    let mut t = Instant::now();
+    let mut lap = |name: &str| {
+        eprintln!("{name}: {:?}", t.elapsed());
+        t = Instant::now();
+    };
     compliance(&server, &pools).await;
+    lap("compliance");
     both_protocols_ready_and_unacked(&server, &pools).await;
+    lap("ready and unacked");
     vhosts(&server, &pools).await;
+    lap("vhosts");
     regex_aggregation(&server, &pools).await;
+    lap("regex");
     message_rate(&server, &pools).await;
+    lap("message rate");
     missing_queue_and_bad_credentials(&server, &pools).await;
+    lap("errors");
     reconnects_after_the_broker_closed_the_connection(&server, &pools).await;
+    lap("reconnect");
     pool_reuse(&server, &pools).await;
+    lap("pool reuse");
 }
 
 /// The shared compliance check: names, strict activation, pooled client, close → backend error.
@@ -231,13 +244,19 @@ async fn regex_aggregation(server: &RabbitMqServer, pools: &Pools) {
         ("batch-c", 9),
         ("other", 50),
     ] {
+        let t = Instant::now();
         server.declare_queue("/", queue);
         server.publish("/", queue, n);
+        let published = t.elapsed();
         server.wait_for_counts(
             "/",
             queue,
             i64::try_from(n).unwrap(),
             i64::try_from(n).unwrap(),
+        );
+        eprintln!(
+            "{queue}: publish {published:?}, counts after {:?}",
+            t.elapsed()
         );
     }
     // avg of counts is integer division: 16 / 3 = 5.

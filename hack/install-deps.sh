@@ -4,7 +4,10 @@
 set -euo pipefail
 
 # Debian packages: backends the tests run for real, and tools the harness uses.
-PACKAGES=(redis-server iproute2 procps util-linux ca-certificates rabbitmq-server)
+PACKAGES=(redis-server iproute2 procps util-linux ca-certificates prometheus)
+# The Kafka test broker: a JRE and Maven to fetch its jars (hack/fetch-kafka.sh).
+PACKAGES+=(openjdk-17-jre-headless maven)
+PACKAGES+=(rabbitmq-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,6 +23,9 @@ if ((${#missing[@]})); then
   # Debian starts a system redis on 6379; tests start their own on free ports.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
   $SUDO service redis-server stop >/dev/null 2>&1 || true
+  # Same for Debian's prometheus (and its node exporter); tests run private instances.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
   # Likewise RabbitMQ: tests start private nodes with their own epmd.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
   $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+hack/fetch-kafka.sh >/dev/null
 BIN_DIR=$(hack/build-control-plane.sh | tail -n 1)
 KEDA_RS_MOTO_DIR=$(hack/install-moto.sh | tail -n 1)
 export KEDA_RS_MOTO_DIR
@@ -21,10 +22,10 @@ fi
 cargo build --workspace --all-targets --locked
 
 STATE=$(mktemp -d -t keda-rs-test-cluster.XXXXXX)
-target/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
 UP_PID=$!
 cleanup() {
-  target/debug/keda-rs-cluster down --dir "$STATE" || kill "$UP_PID" 2>/dev/null || true
+  "${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster down --dir "$STATE" || kill "$UP_PID" 2>/dev/null || true
   wait "$UP_PID" 2>/dev/null || true
   rm -rf "$STATE"
 }

@@ -3,6 +3,7 @@
 
 pub mod operator;
 pub mod tls_server;
+pub mod vault_double;
 
 use std::path::PathBuf;
 use std::time::Duration;

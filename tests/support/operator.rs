@@ -90,12 +90,24 @@ pub fn shared_operator() -> &'static SharedOperator {
     })
 }
 
+/// The operator's `--filepath-auth-root-path` in tests: a directory private to this test process.
+pub fn filepath_auth_root() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("keda-rs-filepath-auth-{}", std::process::id()))
+}
+
+/// The operator's cluster-object namespace (where ClusterTriggerAuthentications read Secrets).
+pub const CLUSTER_OBJECT_NAMESPACE: &str = NAMESPACE;
+
 async fn start_operator(kubeconfig: &std::path::Path) -> anyhow::Result<OperatorHandle> {
     let client = test_cluster::client_for(kubeconfig).await?;
     crate::ensure_crds(&client).await?;
+    std::fs::create_dir_all(filepath_auth_root())?;
+    let mut config = OperatorConfig::default();
+    config.auth.filepath_root = Some(filepath_auth_root());
+    config.auth.cluster_object_namespace = CLUSTER_OBJECT_NAMESPACE.into();
     let handle = operator::start(
         client.clone(),
-        OperatorConfig::default(),
+        config,
         MetricsApiOptions {
             bind: "127.0.0.1:0".parse()?,
             service: SERVICE.into(),

@@ -94,6 +94,18 @@ pub fn validate_object(kind: Kind, object: &Value) -> Vec<Problem> {
     if kind == Kind::ScaledObject {
         check_scaled_object_rules(object, &mut problems);
     }
+    if matches!(
+        kind,
+        Kind::TriggerAuthentication | Kind::ClusterTriggerAuthentication
+    ) && let Some(spec) = object.get("spec")
+        // Shape errors are already reported by the schema check.
+        && let Ok(spec) = crate::trigger_auth::AuthenticationSpec::deserialize(spec)
+    {
+        problems.extend(crate::auth_rules::check_authentication(
+            &spec,
+            kind == Kind::ClusterTriggerAuthentication,
+        ));
+    }
     if kind == Kind::ScaledJob && object.pointer("/spec/cooldownPeriod").is_some() {
         problems.push(Problem::warning(
             "spec.cooldownPeriod",

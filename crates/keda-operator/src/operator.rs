@@ -16,8 +16,10 @@ use kube::runtime::watcher;
 use kube::runtime::{Controller, WatchStreamExt, predicates};
 
 use crate::controllers::scaled_object::{self, Context};
+use crate::controllers::trigger_auth;
 use crate::events::Events;
 use crate::scale_loop::ScaleLoops;
+use keda_api::{ClusterTriggerAuthentication, TriggerAuthentication};
 
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
@@ -28,6 +30,8 @@ pub struct OperatorConfig {
     /// Polls in flight at once across all objects.
     pub max_concurrent_polls: usize,
     pub version: String,
+    /// TriggerAuthentication resolution settings.
+    pub auth: crate::auth::AuthOptions,
 }
 
 impl Default for OperatorConfig {
@@ -37,6 +41,7 @@ impl Default for OperatorConfig {
             max_reconciles: 5,
             max_concurrent_polls: 64,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            auth: crate::auth::AuthOptions::default(),
         }
     }
 }
@@ -57,6 +62,44 @@ fn reconcile_trigger(so: &ScaledObject) -> Option<u64> {
         .hash(&mut h);
     crate::status::is_true(so.status.as_ref(), crate::status::READY).hash(&mut h);
     Some(h.finish())
+}
+
+/// A TriggerAuthentication or ClusterTriggerAuthentication controller; reconciles on spec
+/// (generation) changes and deletion only.
+async fn run_auth_controller<K: trigger_auth::AuthKind>(
+    api: Api<K>,
+    ctx: Arc<trigger_auth::Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    // Status-list writes by ScaledObject reconciles must not look like updates: only spec,
+    // finalizers and deletion count.
+    fn trigger(o: &impl kube::Resource) -> Option<u64> {
+        let mut h = DefaultHasher::new();
+        o.meta().generation.hash(&mut h);
+        o.meta().finalizers.hash(&mut h);
+        o.meta().deletion_timestamp.is_some().hash(&mut h);
+        Some(h.finish())
+    }
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger, Default::default());
+    Controller::for_stream(stream, reader)
+        .with_config(ControllerConfig::default().concurrency(2))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            trigger_auth::reconcile::<K>,
+            trigger_auth::error_policy::<K>,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "trigger authentication reconcile error");
+            }
+        })
+        .await;
 }
 
 /// Runs until `shutdown` resolves.
@@ -90,13 +133,32 @@ pub async fn run_controllers(
     .default_backoff()
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
+    let auth_ctx = Arc::new(trigger_auth::Context {
+        client: client.clone(),
+        events: events.clone(),
+        auth: loops.auth().clone(),
+    });
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let trigger_auths = run_auth_controller::<TriggerAuthentication>(
+        match &config.watch_namespace {
+            Some(ns) if !ns.is_empty() => Api::namespaced(client.clone(), ns),
+            _ => Api::all(client.clone()),
+        },
+        auth_ctx.clone(),
+        shutdown.clone(),
+    );
+    let cluster_trigger_auths = run_auth_controller::<ClusterTriggerAuthentication>(
+        Api::all(client.clone()),
+        auth_ctx,
+        shutdown.clone(),
+    );
     let ctx = Arc::new(Context {
         client,
         events,
         loops,
         version: config.version.clone(),
     });
-    Controller::for_stream(so_stream, reader)
+    let scaled_objects = Controller::for_stream(so_stream, reader)
         .owns_stream(hpa_stream)
         .with_config(ControllerConfig::default().concurrency(config.max_reconciles))
         .graceful_shutdown_on(shutdown)
@@ -105,8 +167,8 @@ pub async fn run_controllers(
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile error");
             }
-        })
-        .await;
+        });
+    futures::join!(scaled_objects, trigger_auths, cluster_trigger_auths);
 }
 
 /// The external-metrics API as the operator serves it.
@@ -203,7 +265,16 @@ pub async fn start(
 ) -> Result<OperatorHandle, StartError> {
     use crate::metrics_api::{self, MetricsServerConfig, RequestHeaderAuth};
     let events = Events::new(client.clone());
-    let loops = ScaleLoops::new(client.clone(), events.clone(), config.max_concurrent_polls);
+    let resolver = Arc::new(crate::auth::AuthResolver::new(
+        client.clone(),
+        config.auth.clone(),
+    ));
+    let loops = ScaleLoops::new(
+        client.clone(),
+        events.clone(),
+        config.max_concurrent_polls,
+        resolver,
+    );
     let (tls, ca_pem) = match metrics.tls.clone() {
         Some(pair) => pair,
         None => metrics_api::self_signed(&metrics.service, &metrics.namespace)?,

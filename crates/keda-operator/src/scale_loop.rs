@@ -19,6 +19,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::auth::{self, AuthResolver, WorkloadTemplate};
 use crate::events::{self, Events};
 use crate::executor::{self, ScaleAction, ScaleInput};
 use crate::metric_cache::MetricCache;
@@ -45,9 +46,27 @@ pub struct TriggerScaler {
 pub struct ScalersCache {
     pub generation: Option<i64>,
     pub triggers: Vec<TriggerScaler>,
+    /// What the scalers were built from, to notice changed credentials.
+    configs: Vec<ScalerConfig>,
+    /// Some trigger has a TriggerAuthentication or reads its target's env.
+    needs_auth: bool,
+    checked_at: Mutex<tokio::time::Instant>,
 }
 
 impl ScalersCache {
+    fn recheck_due(&self, interval: Duration) -> bool {
+        self.checked_at
+            .lock()
+            .map(|at| at.elapsed() >= interval)
+            .unwrap_or(true)
+    }
+
+    fn mark_checked(&self) {
+        if let Ok(mut at) = self.checked_at.lock() {
+            *at = tokio::time::Instant::now();
+        }
+    }
+
     pub fn metric_specs(&self) -> Vec<MetricSpec> {
         self.triggers
             .iter()
@@ -102,6 +121,7 @@ pub struct ScaleLoops {
     events: Events,
     registry: Registry,
     pools: Pools,
+    auth: Arc<AuthResolver>,
     pub cache: Arc<MetricCache>,
     pub scaler_metrics: Arc<crate::scaler_metrics::ScalerMetrics>,
     scheduler: OnceLock<Scheduler>,
@@ -124,12 +144,18 @@ impl PollTarget for Poller {
 }
 
 impl ScaleLoops {
-    pub fn new(client: kube::Client, events: Events, max_concurrent_polls: usize) -> Arc<Self> {
+    pub fn new(
+        client: kube::Client,
+        events: Events,
+        max_concurrent_polls: usize,
+        auth: Arc<AuthResolver>,
+    ) -> Arc<Self> {
         let loops = Arc::new(Self {
             client,
             events,
             registry: Registry::builtin(),
             pools: Pools::new(),
+            auth,
             cache: Arc::new(MetricCache::default()),
             scaler_metrics: Arc::default(),
             scheduler: OnceLock::new(),
@@ -147,6 +173,10 @@ impl ScaleLoops {
     /// The ScaledObject cache the controller maintains; polls read the latest object from it.
     pub fn set_store(&self, store: Store<ScaledObject>) {
         let _ = self.store.set(store);
+    }
+
+    pub fn auth(&self) -> &Arc<AuthResolver> {
+        &self.auth
     }
 
     pub fn scheduler(&self) -> Option<&Scheduler> {
@@ -175,15 +205,41 @@ impl ScaleLoops {
     }
 
     /// The object's scalers, built (or rebuilt after a generation change or an error) on demand.
+    /// Once per polling interval the triggers' credentials and environment are resolved again;
+    /// when they changed (a rotated Secret, an edited TriggerAuthentication) the scalers are
+    /// rebuilt, so new credentials apply within one interval instead of after the next error.
     pub async fn scalers_for(&self, so: &ScaledObject) -> Result<Arc<ScalersCache>, ScalerError> {
         let state = self.state(&Self::key_of(so));
         let mut slot = state.scalers.lock().await;
-        if let Some(cache) = slot.as_ref()
-            && cache.generation == so.metadata.generation
+        let interval = Duration::from_secs(u64::try_from(so.spec.polling_interval()).unwrap_or(30));
+        let current = slot
+            .as_ref()
+            .filter(|c| c.generation == so.metadata.generation)
+            .cloned();
+        if let Some(cache) = &current
+            && (!cache.needs_auth || !cache.recheck_due(interval))
         {
             return Ok(cache.clone());
         }
-        let built = match self.build_scalers(so).await {
+        let configs = match self.scaler_configs(so).await {
+            Ok(configs) => configs,
+            // The apiserver or a secret store is unreachable: keep what works.
+            Err(e) if e.is_backend() && slot.is_some() => {
+                tracing::info!(error = %e, "cannot re-resolve trigger authentication; keeping the current scalers");
+                return slot.clone().ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(cache) = &current
+            && cache.configs == configs
+        {
+            cache.mark_checked();
+            return Ok(cache.clone());
+        }
+        if current.is_some() {
+            tracing::info!(object = %Self::key_of(so), "trigger authentication changed; rebuilding scalers");
+        }
+        let built = match self.build_scalers(so, configs).await {
             Ok(b) => Arc::new(b),
             // The backend is down right now: keep polling through the scalers we have (their
             // clients reconnect by themselves), so failures are counted and fallback applies.
@@ -199,11 +255,41 @@ impl ScaleLoops {
         Ok(built)
     }
 
-    async fn build_scalers(&self, so: &ScaledObject) -> Result<ScalersCache, ScalerError> {
-        let mut triggers = Vec::with_capacity(so.spec.triggers.len());
+    /// Every trigger's config with its authentication and environment resolved.
+    async fn scaler_configs(&self, so: &ScaledObject) -> Result<Vec<ScalerConfig>, ScalerError> {
+        let namespace = so.namespace().unwrap_or_default();
+        let template = WorkloadTemplate::for_scaled_object(so);
+        let container = so
+            .spec
+            .scale_target_ref
+            .env_source_container_name
+            .as_deref();
+        let mut configs = Vec::with_capacity(so.spec.triggers.len());
         for (index, trigger) in so.spec.triggers.iter().enumerate() {
-            let config = scaler_config(so, index);
-            let scaler = match self.registry.build(&config, &self.pools).await {
+            let mut config = scaler_config(so, index);
+            if trigger.authentication_ref.is_some() || auth::needs_env(trigger) {
+                let resolved = self
+                    .auth
+                    .resolve(&namespace, trigger, container, &template)
+                    .await
+                    .map_err(|e| e.into_scaler_error(config.trigger_label()))?;
+                config.auth_params = resolved.auth_params;
+                config.resolved_env = resolved.resolved_env;
+                config.pod_identity = resolved.pod_identity;
+            }
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+
+    async fn build_scalers(
+        &self,
+        so: &ScaledObject,
+        configs: Vec<ScalerConfig>,
+    ) -> Result<ScalersCache, ScalerError> {
+        let mut triggers = Vec::with_capacity(configs.len());
+        for (index, (trigger, config)) in so.spec.triggers.iter().zip(&configs).enumerate() {
+            let scaler = match self.registry.build(config, &self.pools).await {
                 Ok(s) => s,
                 Err(e) => {
                     for t in &triggers {
@@ -214,6 +300,7 @@ impl ScaleLoops {
                 }
             };
             let specs = scaler.metric_specs();
+            self.watch_pushes(so, scaler.as_ref());
             let note = format!("Scaler {} is built.", trigger.r#type);
             self.events.normal(so, events::SCALERS_STARTED, note).await;
             triggers.push(TriggerScaler {
@@ -224,10 +311,33 @@ impl ScaleLoops {
                 specs,
             });
         }
+        let needs_auth = so
+            .spec
+            .triggers
+            .iter()
+            .any(|t| t.authentication_ref.is_some() || auth::needs_env(t));
         Ok(ScalersCache {
             generation: so.metadata.generation,
             triggers,
+            configs,
+            needs_auth,
+            checked_at: Mutex::new(tokio::time::Instant::now()),
         })
+    }
+
+    /// A push scaler's `true` polls the object at once (KEDA requests a scale right away), so a
+    /// scale from zero does not wait for the polling interval. `false` is left to polling.
+    fn watch_pushes(&self, so: &ScaledObject, scaler: &dyn Scaler) {
+        let Some(scheduler) = self.scheduler.get().cloned() else {
+            return;
+        };
+        let key = Self::key_of(so);
+        scaler.watch_activity(Arc::new(move |active| {
+            if active {
+                tracing::debug!(object = %key, "push scaler reported active; polling now");
+                scheduler.poll_now(key.clone());
+            }
+        }));
     }
 
     /// Starts (or updates) the object's loop; true when no loop existed before.
@@ -696,6 +806,7 @@ pub fn scaler_config(so: &ScaledObject, index: usize) -> ScalerConfig {
         metadata: trigger.metadata.clone(),
         auth_params: BTreeMap::new(),
         resolved_env: BTreeMap::new(),
+        pod_identity: None,
         metric_type: trigger
             .metric_type
             .as_deref()

@@ -124,6 +124,9 @@ struct Entry {
     phase: Duration,
     due: Instant,
     busy: bool,
+    /// A `poll_now` arrived while a poll was running: poll again as soon as it ends, since that
+    /// poll may have read the backend before the change being announced.
+    again: bool,
 }
 
 impl Scheduler {
@@ -212,7 +215,7 @@ async fn run(
                             }
                             None => {
                                 let delay = queue.insert_at(key.clone(), now);
-                                entries.insert(key, Entry { delay, interval, phase, due: now, busy: false });
+                                entries.insert(key, Entry { delay, interval, phase, due: now, busy: false, again: false });
                             }
                         }
                     }
@@ -223,6 +226,7 @@ async fn run(
                     }
                     Command::PollNow(key) => {
                         if let Some(entry) = entries.get_mut(&key) {
+                            entry.again = entry.busy;
                             entry.due = Instant::now();
                             queue.reset_at(&entry.delay, entry.due);
                         }
@@ -255,6 +259,10 @@ async fn run(
             Some(key) = done_rx.recv() => {
                 if let Some(entry) = entries.get_mut(&key) {
                     entry.busy = false;
+                    if std::mem::take(&mut entry.again) {
+                        entry.due = Instant::now();
+                        queue.reset_at(&entry.delay, entry.due);
+                    }
                 }
             }
         }
@@ -391,5 +399,24 @@ mod tests {
         scheduler.remove(key(1));
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert_eq!(rec.polls.lock().map(|p| p.len()).unwrap_or(0), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_now_during_a_poll_polls_again_when_it_ends() {
+        let rec = recorder(Duration::from_secs(2));
+        let scheduler = Scheduler::spawn(rec.clone(), 8);
+        scheduler.upsert(key(2), Duration::from_secs(300), "b");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        scheduler.poll_now(key(2));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(rec.polls.lock().map(|p| p.len()).unwrap_or(0), 1);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let polls = rec.polls.lock().map(|p| p.clone()).unwrap_or_default();
+        assert_eq!(polls.len(), 2, "a second poll right after the first ended");
+        let gap = polls[1].1.duration_since(polls[0].1);
+        assert!(
+            gap >= Duration::from_secs(2) && gap < Duration::from_millis(2100),
+            "{gap:?}"
+        );
     }
 }

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator: controllers, scale loops and the external-metrics API.
-    Operator(cmd::operator::Args),
+    Operator(Box<cmd::operator::Args>),
     /// Print the four keda.sh CustomResourceDefinitions as multi-document YAML.
     Crds(cmd::crds::Args),
     /// Check KEDA manifests offline; exit 0 when valid, 1 when any object is invalid, 2 on unreadable input.

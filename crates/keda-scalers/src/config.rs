@@ -55,6 +55,34 @@ impl FromStr for MetricTargetKind {
     }
 }
 
+/// The pod identity a TriggerAuthentication names (`spec.podIdentity`), after resolution: for
+/// `aws` the role ARN is already filled from the workload's ServiceAccount when
+/// `identityOwner: workload`. Scalers that talk to a cloud read it; the others ignore it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// `none`, `azure-workload`, `gcp`, `aws` or `aws-eks`.
+    pub provider: String,
+    /// `identityId` (azure-workload).
+    pub identity_id: Option<String>,
+    /// `identityTenantId` (azure-workload).
+    pub identity_tenant_id: Option<String>,
+    /// `identityAuthorityHost` (azure-workload).
+    pub identity_authority_host: Option<String>,
+    /// `roleArn` (aws).
+    pub role_arn: Option<String>,
+    /// `externalID` (aws).
+    pub external_id: Option<String>,
+    /// `identityOwner`: `keda` (default) or `workload`.
+    pub identity_owner: Option<String>,
+}
+
+impl PodIdentity {
+    /// True for a provider other than `none`.
+    pub fn is_set(&self) -> bool {
+        !self.provider.is_empty() && self.provider != "none"
+    }
+}
+
 /// Everything a scaler is built from.
 #[derive(Clone, Default, PartialEq)]
 pub struct ScalerConfig {
@@ -70,6 +98,8 @@ pub struct ScalerConfig {
     pub auth_params: BTreeMap<String, String>,
     /// The scale target container's environment, for `<param>FromEnv`.
     pub resolved_env: BTreeMap<String, String>,
+    /// `podIdentity` of the referenced TriggerAuthentication, if any.
+    pub pod_identity: Option<PodIdentity>,
     /// `spec.triggers[i].metricType` (empty → `AverageValue`).
     pub metric_type: MetricTargetKind,
     /// Namespace of the ScaledObject / ScaledJob.
@@ -167,6 +197,7 @@ impl fmt::Debug for ScalerConfig {
                 "resolved_env",
                 &self.resolved_env.keys().collect::<Vec<_>>(),
             )
+            .field("pod_identity", &self.pod_identity)
             .field("metric_type", &self.metric_type)
             .field("scalable_object_namespace", &self.scalable_object_namespace)
             .field("scalable_object_name", &self.scalable_object_name)

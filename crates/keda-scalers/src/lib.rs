@@ -6,13 +6,19 @@
 // Tests may unwrap; library code may not (workspace lint).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth_modes;
 pub mod clients;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod external_peer;
+#[cfg(any(test, feature = "testing"))]
+pub mod kafka_test_admin;
 pub mod known_types;
 pub mod metrics;
 pub mod params;
 pub mod pools;
+pub mod quantity;
 pub mod registry;
 pub mod scaler;
 pub mod scalers;
@@ -20,7 +26,7 @@ pub mod scalers;
 pub mod testing;
 pub mod tls;
 
-pub use config::{MetricTargetKind, ScalerConfig};
+pub use config::{MetricTargetKind, PodIdentity, ScalerConfig};
 pub use error::{ErrorKind, ScalerError};
 pub use metrics::{
     ExternalMetric, MetricSpec, MetricTarget, MetricValue, ResourceMetric, metric_name_with_index,
@@ -28,4 +34,4 @@ pub use metrics::{
 };
 pub use pools::Pools;
 pub use registry::Registry;
-pub use scaler::Scaler;
+pub use scaler::{ActivitySink, Scaler};

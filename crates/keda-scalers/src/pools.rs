@@ -10,6 +10,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Instant;
 
+use crate::clients::azure_servicebus::{ServiceBusClient, ServiceBusEndpoint};
+use crate::clients::external::{ExternalClient, ExternalEndpoint};
+use crate::clients::gcp::{MonitoringClient, ServiceAccountKey};
+use crate::clients::http::{HttpClient, HttpIdentity};
+use crate::clients::kafka::{KafkaClient, KafkaEndpoint};
 use crate::clients::rabbitmq::{AmqpClient, AmqpEndpoint, HttpClientKey, ManagementClient};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
 use crate::clients::sqs::{SqsClient, SqsEndpoint};
@@ -23,6 +28,12 @@ pub struct Pools {
 #[derive(Default)]
 struct PoolsInner {
     redis: KeyedPool<RedisEndpoint, RedisClient>,
+    http: KeyedPool<HttpIdentity, HttpClient>,
+    external: KeyedPool<ExternalEndpoint, ExternalClient>,
+    azure_servicebus: KeyedPool<ServiceBusEndpoint, ServiceBusClient>,
+    gcp_monitoring: KeyedPool<ServiceAccountKey, MonitoringClient>,
+    gcp_monitoring_endpoint: OnceLock<String>,
+    kafka: KeyedPool<KafkaEndpoint, KafkaClient>,
     rabbitmq_amqp: KeyedPool<AmqpEndpoint, AmqpClient>,
     rabbitmq_http: KeyedPool<HttpClientKey, ManagementClient>,
     sqs: KeyedPool<SqsEndpoint, SqsClient>,
@@ -37,6 +48,47 @@ impl Pools {
     /// Redis / Redis Cluster / Redis Sentinel clients.
     pub fn redis(&self) -> &KeyedPool<RedisEndpoint, RedisClient> {
         &self.inner.redis
+    }
+
+    /// HTTP clients (prometheus, metrics-api), one per TLS/timeout identity.
+    pub fn http(&self) -> &KeyedPool<HttpIdentity, HttpClient> {
+        &self.inner.http
+    }
+
+    /// gRPC channels to `external` / `external-push` scalers.
+    pub fn external(&self) -> &KeyedPool<ExternalEndpoint, ExternalClient> {
+        &self.inner.external
+    }
+
+    /// Azure Service Bus namespaces (per endpoint and credential).
+    pub fn azure_servicebus(&self) -> &KeyedPool<ServiceBusEndpoint, ServiceBusClient> {
+        &self.inner.azure_servicebus
+    }
+
+    /// Cloud Monitoring clients (per service account; each caches its access token).
+    pub fn gcp_monitoring(&self) -> &KeyedPool<ServiceAccountKey, MonitoringClient> {
+        &self.inner.gcp_monitoring
+    }
+
+    /// The Cloud Monitoring base URL: set once (tests, private endpoints), else the environment's
+    /// `KEDA_RS_GCP_MONITORING_ENDPOINT`, else `https://monitoring.googleapis.com`.
+    pub fn gcp_monitoring_endpoint(&self) -> &str {
+        self.inner.gcp_monitoring_endpoint.get_or_init(|| {
+            std::env::var(crate::clients::gcp::MONITORING_ENDPOINT_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::clients::gcp::MONITORING_ENDPOINT.to_owned())
+        })
+    }
+
+    /// Overrides the Cloud Monitoring base URL; false when it was already fixed.
+    pub fn set_gcp_monitoring_endpoint(&self, url: impl Into<String>) -> bool {
+        self.inner.gcp_monitoring_endpoint.set(url.into()).is_ok()
+    }
+
+    /// Kafka clusters (one admin client per bootstrap servers + credentials).
+    pub fn kafka(&self) -> &KeyedPool<KafkaEndpoint, KafkaClient> {
+        &self.inner.kafka
     }
 
     /// RabbitMQ AMQP connections, one per broker URI (credentials and vhost included).
@@ -57,6 +109,11 @@ impl Pools {
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
         self.inner.redis.live_clients()
+            + self.inner.http.live_clients()
+            + self.inner.external.live_clients()
+            + self.inner.azure_servicebus.live_clients()
+            + self.inner.gcp_monitoring.live_clients()
+            + self.inner.kafka.live_clients()
             + self.inner.rabbitmq_amqp.live_clients()
             + self.inner.rabbitmq_http.live_clients()
             + self.inner.sqs.live_clients()
@@ -67,6 +124,9 @@ impl fmt::Debug for Pools {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pools")
             .field("redis_live_clients", &self.inner.redis.live_clients())
+            .field("http_live_clients", &self.inner.http.live_clients())
+            .field("external_live_clients", &self.inner.external.live_clients())
+            .field("kafka_live_clients", &self.inner.kafka.live_clients())
             .field(
                 "rabbitmq_amqp_live_clients",
                 &self.inner.rabbitmq_amqp.live_clients(),

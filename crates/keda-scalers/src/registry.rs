@@ -11,6 +11,7 @@ use crate::error::ScalerError;
 use crate::pools::Pools;
 use crate::scaler::Scaler;
 use crate::scalers;
+use crate::scalers::cpu_memory::ResourceName;
 
 /// Future returned by a constructor.
 pub type BuildFuture<'a> =
@@ -41,6 +42,56 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::aws::sqs_queue::parse(c, None).map(drop),
     },
     RegistryEntry {
+        trigger_type: "azure-servicebus",
+        build: |c, p| Box::pin(scalers::azure_servicebus::build(c, p)),
+        parse: |c| scalers::azure_servicebus::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "cpu",
+        build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Cpu)),
+        parse: |c| scalers::cpu_memory::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "cron",
+        build: |c, p| Box::pin(scalers::cron::build(c, p)),
+        parse: |c| scalers::cron::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "external",
+        build: |c, p| Box::pin(scalers::external::build(c, p, false)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "external-push",
+        build: |c, p| Box::pin(scalers::external::build(c, p, true)),
+        parse: |c| scalers::external::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "gcp-pubsub",
+        build: |c, p| Box::pin(scalers::gcp_pubsub::build(c, p)),
+        parse: |c| scalers::gcp_pubsub::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "kafka",
+        build: |c, p| Box::pin(scalers::kafka::build(c, p)),
+        parse: |c| scalers::kafka::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "memory",
+        build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Memory)),
+        parse: |c| scalers::cpu_memory::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "metrics-api",
+        build: |c, p| Box::pin(scalers::metrics_api::build(c, p)),
+        parse: |c| scalers::metrics_api::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "prometheus",
+        build: |c, p| Box::pin(scalers::prometheus::build(c, p)),
+        parse: |c| scalers::prometheus::parse(c).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "rabbitmq",
         build: |c, p| Box::pin(scalers::rabbitmq::build(c, p)),
         parse: |c| scalers::rabbitmq::parse(c).map(drop),
@@ -56,9 +107,24 @@ const BUILTIN: &[RegistryEntry] = &[
         parse: |c| scalers::redis::parse(c, RedisTopology::Cluster).map(drop),
     },
     RegistryEntry {
+        trigger_type: "redis-cluster-streams",
+        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Cluster)),
+        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Cluster).map(drop),
+    },
+    RegistryEntry {
         trigger_type: "redis-sentinel",
         build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Sentinel)),
         parse: |c| scalers::redis::parse(c, RedisTopology::Sentinel).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "redis-sentinel-streams",
+        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Sentinel)),
+        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Sentinel).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "redis-streams",
+        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Single)),
+        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Single).map(drop),
     },
 ];
 

@@ -194,6 +194,15 @@ impl RedisServer {
         Some(stream)
     }
 
+    /// Changes the password (`requirepass`) and drops every client connection, as a credential
+    /// rotation does: existing sessions would otherwise stay authenticated.
+    pub fn rotate_password(&mut self, new: &str) {
+        let reply = self.command(&["CONFIG", "SET", "requirepass", new]);
+        assert!(reply.starts_with("+OK"), "CONFIG SET requirepass: {reply}");
+        self.password = Some(new.to_string());
+        let _ = self.try_command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    }
+
     /// Pushes `n` items onto `list` in database `db`.
     pub fn push(&self, db: u32, list: &str, n: usize) {
         let db = db.to_string();

@@ -1,1 +1,2 @@
 pub mod scaled_object;
+pub mod trigger_auth;

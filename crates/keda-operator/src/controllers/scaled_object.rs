@@ -218,6 +218,8 @@ async fn reconcile_steps(
     let name = so.name_any();
     let key = ScaleLoops::key_of(so);
 
+    // The reference exists whatever the rest of the object looks like.
+    record_references(ctx, so, true).await;
     if handle_pause(so, ctx, status).await? {
         return Ok(Steps::Paused);
     }
@@ -444,8 +446,30 @@ async fn ensure_hpa(
     Ok(())
 }
 
+async fn record_references(ctx: &Context, so: &ScaledObject, present: bool) {
+    let refs: Vec<_> = so
+        .spec
+        .triggers
+        .iter()
+        .filter_map(|t| t.authentication_ref.clone())
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    crate::controllers::trigger_auth::record_references(
+        &ctx.client,
+        &so.namespace().unwrap_or_default(),
+        &refs,
+        crate::controllers::trigger_auth::Referrer::ScaledObject,
+        &so.name_any(),
+        present,
+    )
+    .await;
+}
+
 async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     let key = ScaleLoops::key_of(so);
+    record_references(ctx, so, false).await;
     if ctx.loops.unregister(&key).await {
         ctx.events
             .normal(so, events::SCALERS_STOPPED, "Stopped scalers watch")

@@ -53,6 +53,9 @@ pub struct Args {
     /// Where the health probes (`/healthz`, `/readyz`, plain HTTP) listen; "0" disables them.
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_probe_bind_address: String,
+    /// Root directory for ClusterTriggerAuthentication `filePath`; empty disables `filePath`.
+    #[arg(long, default_value = "")]
+    filepath_auth_root_path: String,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -136,6 +139,18 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             .filter(|n| !n.is_empty()),
         max_reconciles: args.max_reconciles,
         max_concurrent_polls: args.max_concurrent_polls,
+        auth: keda_operator::auth::AuthOptions {
+            cluster_object_namespace: args.pod_namespace.clone(),
+            operator_namespace: args.pod_namespace.clone(),
+            filepath_root: Some(args.filepath_auth_root_path.as_str())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
+            ..keda_operator::auth::AuthOptions::default()
+        }
+        // KEDA_CLUSTER_OBJECT_NAMESPACE, KEDA_RESTRICT_SECRET_ACCESS,
+        // KEDA_BOUND_SERVICE_ACCOUNT_TOKEN_EXPIRY (bad value: exit, as KEDA), VAULT_TOKEN.
+        .from_env()
+        .map_err(anyhow::Error::msg)?,
         ..OperatorConfig::default()
     };
     let handle = operator::start(

@@ -1,0 +1,278 @@
+//! `cpu` and `memory`: no backend and no External metric. The trigger becomes a `Resource` (or,
+//! with `containerName`, a `ContainerResource`) metric that the HPA reads from metrics-server; a
+//! poll returns no values and reports active, and the operator ignores these triggers for activity
+//! unless every trigger is cpu/memory (which is why they cannot scale to zero alone).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{MetricTargetKind, ScalerConfig};
+use crate::error::ScalerError;
+use crate::metrics::{MetricSpec, MetricTarget, MetricValue, ResourceMetric};
+use crate::params::{MetadataParser, parse_json_int};
+use crate::pools::Pools;
+use crate::quantity::parse_quantity;
+use crate::scaler::Scaler;
+
+const TYPE_REMOVED: &str =
+    "The 'type' setting is DEPRECATED and is removed in v2.18 - Use 'metricType' instead.";
+
+/// Which resource the trigger type names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceName {
+    /// `cpu`.
+    Cpu,
+    /// `memory`.
+    Memory,
+}
+
+impl ResourceName {
+    /// The resource name in the HPA spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+/// Parsed cpu/memory trigger.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourceMetadata {
+    /// `Utilization` or `AverageValue`.
+    pub metric_type: MetricTargetKind,
+    /// Percent for `Utilization`, the quantity's value for `AverageValue`.
+    pub value: f64,
+    /// `containerName`: switches to a ContainerResource metric.
+    pub container_name: Option<String>,
+}
+
+/// Parses a cpu/memory trigger.
+pub fn parse(config: &ScalerConfig) -> Result<ResourceMetadata, ScalerError> {
+    let mut p = MetadataParser::new(config);
+    let _: Option<String> = p.param("type").deprecated(TYPE_REMOVED).optional();
+    let raw: String = p.param("value").required();
+    let container_name = p.param("containerName").optional::<String>();
+    let value = match config.metric_type {
+        _ if raw.is_empty() => 0.0,
+        MetricTargetKind::Utilization => match parse_json_int(&raw)
+            .ok()
+            .and_then(|v| i32::try_from(v).ok())
+        {
+            Some(v) => f64::from(v),
+            None => {
+                p.error(
+                    "value",
+                    format!("value {raw:?} must be an int32 for metricType Utilization"),
+                );
+                0.0
+            }
+        },
+        MetricTargetKind::AverageValue => match parse_quantity(&raw) {
+            Ok(v) => v,
+            Err(e) => {
+                p.error(
+                    "value",
+                    format!("value {raw:?} is not a Kubernetes quantity: {e}"),
+                );
+                0.0
+            }
+        },
+        MetricTargetKind::Value => 0.0,
+    };
+    // ScalerConfig folds an empty metricType into AverageValue, so only `Value` can be refused here
+    // (KEDA also refuses an empty one).
+    if config.metric_type == MetricTargetKind::Value {
+        p.error(
+            "metricType",
+            "unknown metric type: Value, allowed values are 'Utilization' or 'AverageValue'",
+        );
+    }
+    p.finish()?;
+    Ok(ResourceMetadata {
+        metric_type: config.metric_type,
+        value,
+        container_name,
+    })
+}
+
+/// The built scaler: pure configuration.
+#[derive(Debug)]
+pub struct ResourceScaler {
+    resource: ResourceName,
+    metadata: ResourceMetadata,
+}
+
+impl ResourceScaler {
+    /// Parses `config`.
+    pub fn new(config: &ScalerConfig, resource: ResourceName) -> Result<Self, ScalerError> {
+        Ok(Self {
+            resource,
+            metadata: parse(config)?,
+        })
+    }
+
+    /// The parsed trigger.
+    pub fn metadata(&self) -> &ResourceMetadata {
+        &self.metadata
+    }
+}
+
+#[async_trait]
+impl Scaler for ResourceScaler {
+    fn metric_specs(&self) -> Vec<MetricSpec> {
+        vec![MetricSpec::Resource(ResourceMetric {
+            resource: self.resource.as_str().to_owned(),
+            container_name: self.metadata.container_name.clone(),
+            target: MetricTarget::new(self.metadata.metric_type, self.metadata.value),
+        })]
+    }
+
+    /// metrics-server serves the values; the trigger itself is always active.
+    async fn metrics_and_activity(
+        &self,
+        _metric_name: &str,
+    ) -> Result<(Vec<MetricValue>, bool), ScalerError> {
+        Ok((Vec::new(), true))
+    }
+
+    async fn close(&self) {}
+}
+
+/// Registry constructor.
+pub(crate) async fn build(
+    config: &ScalerConfig,
+    _pools: &Pools,
+    resource: ResourceName,
+) -> Result<Arc<dyn Scaler>, ScalerError> {
+    Ok(Arc::new(ResourceScaler::new(config, resource)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(kind: MetricTargetKind, metadata: &[(&str, &str)]) -> ScalerConfig {
+        let mut c = ScalerConfig::new("cpu", 0).with_metadata(metadata.iter().copied());
+        c.metric_type = kind;
+        c
+    }
+
+    // KEDA's cpu_memory_scaler_test.go cases, as facts.
+
+    #[test]
+    fn empty_metadata_is_rejected() {
+        let err = parse(&cfg(MetricTargetKind::Utilization, &[])).unwrap_err();
+        assert_eq!(err.parameter(), Some("value"));
+    }
+
+    #[test]
+    fn utilization_and_average_value_are_accepted() {
+        let m = parse(&cfg(MetricTargetKind::Utilization, &[("value", "50")])).unwrap();
+        assert_eq!(m.value, 50.0);
+        let m = parse(&cfg(MetricTargetKind::AverageValue, &[("value", "50")])).unwrap();
+        assert_eq!(m.value, 50.0);
+        let m = parse(&cfg(MetricTargetKind::AverageValue, &[("value", "500m")])).unwrap();
+        assert_eq!(m.value, 0.5);
+        let m = parse(&cfg(MetricTargetKind::AverageValue, &[("value", "1Gi")])).unwrap();
+        assert_eq!(m.value, 1_073_741_824.0);
+    }
+
+    #[test]
+    fn value_metric_type_is_rejected() {
+        let err = parse(&cfg(MetricTargetKind::Value, &[("value", "50")])).unwrap_err();
+        assert_eq!(err.parameter(), Some("metricType"));
+        assert!(
+            err.message()
+                .contains("allowed values are 'Utilization' or 'AverageValue'")
+        );
+    }
+
+    #[test]
+    fn empty_value_is_rejected() {
+        let err = parse(&cfg(MetricTargetKind::Utilization, &[("value", "")])).unwrap_err();
+        assert_eq!(err.parameter(), Some("value"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_not_panicking() {
+        let err = parse(&cfg(MetricTargetKind::Utilization, &[("value", "50.5")])).unwrap_err();
+        assert_eq!(err.parameter(), Some("value"));
+        let err = parse(&cfg(MetricTargetKind::AverageValue, &[("value", "lots")])).unwrap_err();
+        assert_eq!(err.parameter(), Some("value"));
+    }
+
+    #[test]
+    fn errors_name_their_parameter() {
+        use crate::testing::assert_config_error_names;
+        let registry = crate::registry::Registry::builtin();
+        for trigger_type in ["cpu", "memory"] {
+            for (kind, metadata, parameter) in [
+                (MetricTargetKind::Utilization, vec![], "value"),
+                (MetricTargetKind::Utilization, vec![("value", "x")], "value"),
+                (
+                    MetricTargetKind::AverageValue,
+                    vec![("value", "1Zi")],
+                    "value",
+                ),
+                (MetricTargetKind::Value, vec![("value", "1")], "metricType"),
+                (
+                    MetricTargetKind::Utilization,
+                    vec![("value", "1"), ("type", "Utilization")],
+                    "type",
+                ),
+            ] {
+                let mut c = ScalerConfig::new(trigger_type, 0).with_metadata(metadata);
+                c.metric_type = kind;
+                assert_config_error_names(&registry.parse_only(&c).unwrap_err(), parameter);
+            }
+        }
+    }
+
+    #[test]
+    fn type_parameter_is_removed() {
+        let err = parse(&cfg(
+            MetricTargetKind::Utilization,
+            &[("value", "50"), ("type", "Utilization")],
+        ))
+        .unwrap_err();
+        assert_eq!(err.parameter(), Some("type"));
+        assert!(err.message().contains("DEPRECATED"));
+    }
+
+    #[tokio::test]
+    async fn resource_and_container_resource_specs_always_active() {
+        let s = ResourceScaler::new(
+            &cfg(MetricTargetKind::Utilization, &[("value", "60")]),
+            ResourceName::Cpu,
+        )
+        .unwrap();
+        let specs = s.metric_specs();
+        let MetricSpec::Resource(r) = &specs[0] else {
+            panic!("not a resource metric")
+        };
+        assert_eq!(r.resource, "cpu");
+        assert_eq!(r.container_name, None);
+        assert_eq!(
+            r.target,
+            MetricTarget::new(MetricTargetKind::Utilization, 60.0)
+        );
+        assert_eq!(specs[0].external_metric_name(), None);
+        assert_eq!(s.metrics_and_activity("").await.unwrap(), (vec![], true));
+
+        let s = ResourceScaler::new(
+            &cfg(
+                MetricTargetKind::AverageValue,
+                &[("value", "1Gi"), ("containerName", "app")],
+            ),
+            ResourceName::Memory,
+        )
+        .unwrap();
+        let MetricSpec::Resource(r) = &s.metric_specs()[0] else {
+            panic!("not a resource metric")
+        };
+        assert_eq!(r.resource, "memory");
+        assert_eq!(r.container_name.as_deref(), Some("app"));
+    }
+}

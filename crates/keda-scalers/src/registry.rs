@@ -39,7 +39,10 @@ const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
         trigger_type: "aws-sqs-queue",
         build: |c, p| Box::pin(scalers::aws::sqs_queue::build(c, p)),
-        parse: |c| scalers::aws::sqs_queue::parse(c, None).map(drop),
+        parse: |c| {
+            let pod = scalers::aws::auth::aws_pod_identity(c);
+            scalers::aws::sqs_queue::parse(c, pod.as_ref()).map(drop)
+        },
     },
     RegistryEntry {
         trigger_type: "azure-servicebus",

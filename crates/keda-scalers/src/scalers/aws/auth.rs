@@ -3,6 +3,7 @@
 //! pair from auth params, or from metadata / `FromEnv`).
 
 use crate::clients::sqs::AwsCredentials;
+use crate::config::ScalerConfig;
 use crate::params::{AUTH_PARAMS, METADATA, METADATA_ENV, MetadataParser, Source};
 
 /// The `aws` pod identity of the trigger's TriggerAuthentication, if it names one.
@@ -12,6 +13,18 @@ pub struct AwsPodIdentity {
     pub role_arn: Option<String>,
     /// `podIdentity.externalId`.
     pub external_id: Option<String>,
+}
+
+/// The trigger's pod identity when its provider is `aws`.
+pub fn aws_pod_identity(config: &ScalerConfig) -> Option<AwsPodIdentity> {
+    config
+        .pod_identity
+        .as_ref()
+        .filter(|p| p.provider == "aws")
+        .map(|p| AwsPodIdentity {
+            role_arn: p.role_arn.clone().filter(|r| !r.trim().is_empty()),
+            external_id: p.external_id.clone().filter(|r| !r.trim().is_empty()),
+        })
 }
 
 /// `awsSecretAccessKey` is read from auth params, or from the env var named by
@@ -78,7 +91,6 @@ pub fn parse_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ScalerConfig;
 
     fn creds(
         metadata: &[(&str, &str)],
@@ -187,6 +199,29 @@ mod tests {
             None,
         );
         assert_eq!(c.unwrap(), AwsCredentials::Default);
+    }
+
+    #[test]
+    fn only_the_aws_provider_counts() {
+        let mut config = ScalerConfig::new("aws-sqs-queue", 0);
+        assert_eq!(aws_pod_identity(&config), None);
+        config.pod_identity = Some(crate::config::PodIdentity {
+            provider: "aws".into(),
+            role_arn: Some("arn:r".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            aws_pod_identity(&config),
+            Some(AwsPodIdentity {
+                role_arn: Some("arn:r".into()),
+                external_id: None
+            })
+        );
+        config.pod_identity = Some(crate::config::PodIdentity {
+            provider: "azure-workload".into(),
+            ..Default::default()
+        });
+        assert_eq!(aws_pod_identity(&config), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::auth::{AwsPodIdentity, parse_credentials};
+use super::auth::{AwsPodIdentity, aws_pod_identity, parse_credentials};
 use crate::clients::sqs::{SqsClient, SqsEndpoint};
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::ScalerError;
@@ -246,8 +246,10 @@ pub(crate) async fn build(
     config: &ScalerConfig,
     pools: &Pools,
 ) -> Result<Arc<dyn Scaler>, ScalerError> {
-    // Pod identity reaches scalers once TriggerAuthentication resolution passes it in the config.
-    Ok(Arc::new(SqsQueueScaler::new(config, pools, None).await?))
+    let pod_identity = aws_pod_identity(config);
+    Ok(Arc::new(
+        SqsQueueScaler::new(config, pools, pod_identity.as_ref()).await?,
+    ))
 }
 
 #[cfg(test)]

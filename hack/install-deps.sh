@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(redis-server iproute2 procps util-linux ca-certificates prometheus)
 # The Kafka test broker: a JRE and Maven to fetch its jars (hack/fetch-kafka.sh).
 PACKAGES+=(openjdk-17-jre-headless maven)
+PACKAGES+=(rabbitmq-server)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -25,6 +26,9 @@ if ((${#missing[@]})); then
   # Same for Debian's prometheus (and its node exporter); tests run private instances.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
   $SUDO service prometheus stop >/dev/null 2>&1 || true
+  # Likewise RabbitMQ: tests start private nodes with their own epmd.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
+  $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true
 fi
 
 command -v go >/dev/null || { echo "[install-deps] Go >= 1.26 is required to build the control plane" >&2; exit 1; }

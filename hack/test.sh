@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 hack/install-deps.sh
 hack/fetch-kafka.sh >/dev/null
 BIN_DIR=$(hack/build-control-plane.sh | tail -n 1)
+KEDA_RS_MOTO_DIR=$(hack/install-moto.sh | tail -n 1)
+export KEDA_RS_MOTO_DIR
 export KEDA_RS_CONTROL_PLANE_BIN=$BIN_DIR
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}

@@ -15,7 +15,9 @@ use crate::clients::external::{ExternalClient, ExternalEndpoint};
 use crate::clients::gcp::{MonitoringClient, ServiceAccountKey};
 use crate::clients::http::{HttpClient, HttpIdentity};
 use crate::clients::kafka::{KafkaClient, KafkaEndpoint};
+use crate::clients::rabbitmq::{AmqpClient, AmqpEndpoint, HttpClientKey, ManagementClient};
 use crate::clients::redis::{RedisClient, RedisEndpoint};
+use crate::clients::sqs::{SqsClient, SqsEndpoint};
 
 /// Every client pool of the process. Cheap to clone; clones share the pools.
 #[derive(Clone, Default)]
@@ -32,6 +34,9 @@ struct PoolsInner {
     gcp_monitoring: KeyedPool<ServiceAccountKey, MonitoringClient>,
     gcp_monitoring_endpoint: OnceLock<String>,
     kafka: KeyedPool<KafkaEndpoint, KafkaClient>,
+    rabbitmq_amqp: KeyedPool<AmqpEndpoint, AmqpClient>,
+    rabbitmq_http: KeyedPool<HttpClientKey, ManagementClient>,
+    sqs: KeyedPool<SqsEndpoint, SqsClient>,
 }
 
 impl Pools {
@@ -86,6 +91,21 @@ impl Pools {
         &self.inner.kafka
     }
 
+    /// RabbitMQ AMQP connections, one per broker URI (credentials and vhost included).
+    pub fn rabbitmq_amqp(&self) -> &KeyedPool<AmqpEndpoint, AmqpClient> {
+        &self.inner.rabbitmq_amqp
+    }
+
+    /// RabbitMQ management-API HTTP clients, one per TLS setting and timeout.
+    pub fn rabbitmq_http(&self) -> &KeyedPool<HttpClientKey, ManagementClient> {
+        &self.inner.rabbitmq_http
+    }
+
+    /// Amazon SQS clients, one per region, endpoint and credentials.
+    pub fn sqs(&self) -> &KeyedPool<SqsEndpoint, SqsClient> {
+        &self.inner.sqs
+    }
+
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
         self.inner.redis.live_clients()
@@ -94,6 +114,9 @@ impl Pools {
             + self.inner.azure_servicebus.live_clients()
             + self.inner.gcp_monitoring.live_clients()
             + self.inner.kafka.live_clients()
+            + self.inner.rabbitmq_amqp.live_clients()
+            + self.inner.rabbitmq_http.live_clients()
+            + self.inner.sqs.live_clients()
     }
 }
 
@@ -104,6 +127,15 @@ impl fmt::Debug for Pools {
             .field("http_live_clients", &self.inner.http.live_clients())
             .field("external_live_clients", &self.inner.external.live_clients())
             .field("kafka_live_clients", &self.inner.kafka.live_clients())
+            .field(
+                "rabbitmq_amqp_live_clients",
+                &self.inner.rabbitmq_amqp.live_clients(),
+            )
+            .field(
+                "rabbitmq_http_live_clients",
+                &self.inner.rabbitmq_http.live_clients(),
+            )
+            .field("sqs_live_clients", &self.inner.sqs.live_clients())
             .finish()
     }
 }

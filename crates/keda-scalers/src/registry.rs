@@ -37,6 +37,14 @@ pub struct RegistryEntry {
 /// Every built-in trigger type, sorted by name.
 const BUILTIN: &[RegistryEntry] = &[
     RegistryEntry {
+        trigger_type: "aws-sqs-queue",
+        build: |c, p| Box::pin(scalers::aws::sqs_queue::build(c, p)),
+        parse: |c| {
+            let pod = scalers::aws::auth::aws_pod_identity(c);
+            scalers::aws::sqs_queue::parse(c, pod.as_ref()).map(drop)
+        },
+    },
+    RegistryEntry {
         trigger_type: "azure-servicebus",
         build: |c, p| Box::pin(scalers::azure_servicebus::build(c, p)),
         parse: |c| scalers::azure_servicebus::parse(c).map(drop),
@@ -85,6 +93,11 @@ const BUILTIN: &[RegistryEntry] = &[
         trigger_type: "prometheus",
         build: |c, p| Box::pin(scalers::prometheus::build(c, p)),
         parse: |c| scalers::prometheus::parse(c).map(drop),
+    },
+    RegistryEntry {
+        trigger_type: "rabbitmq",
+        build: |c, p| Box::pin(scalers::rabbitmq::build(c, p)),
+        parse: |c| scalers::rabbitmq::parse(c).map(drop),
     },
     RegistryEntry {
         trigger_type: "redis",

@@ -7,9 +7,11 @@ pub mod control_plane;
 pub mod harness;
 pub mod http_peer;
 pub mod kafka;
+pub mod moto;
 pub mod pki;
 pub mod process;
 pub mod prometheus;
+pub mod rabbitmq;
 pub mod redis;
 
 use std::path::{Path, PathBuf};

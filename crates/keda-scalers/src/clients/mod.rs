@@ -6,6 +6,8 @@ pub mod external;
 pub mod gcp;
 pub mod http;
 pub mod kafka;
+pub mod rabbitmq;
 pub mod redis;
 /// Plain HTTPS (hyper) for the cloud REST scalers; `http` is the reqwest client of prometheus/metrics-api.
 pub mod rest;
+pub mod sqs;

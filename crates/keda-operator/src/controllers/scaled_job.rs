@@ -305,19 +305,10 @@ async fn rollout(sj: &ScaledJob, ctx: &Context) {
 
 /// Keeps `status.scaledjobs` of the referenced (Cluster)TriggerAuthentications.
 async fn record_references(ctx: &Context, sj: &ScaledJob, present: bool) {
-    let refs: Vec<_> = sj
-        .spec
-        .triggers
-        .iter()
-        .filter_map(|t| t.authentication_ref.clone())
-        .collect();
-    if refs.is_empty() {
-        return;
-    }
     crate::controllers::trigger_auth::record_references(
         &ctx.client,
         &sj.namespace().unwrap_or_default(),
-        &refs,
+        &sj.spec.triggers,
         crate::controllers::trigger_auth::Referrer::ScaledJob,
         &sj.name_any(),
         present,

@@ -447,19 +447,10 @@ async fn ensure_hpa(
 }
 
 async fn record_references(ctx: &Context, so: &ScaledObject, present: bool) {
-    let refs: Vec<_> = so
-        .spec
-        .triggers
-        .iter()
-        .filter_map(|t| t.authentication_ref.clone())
-        .collect();
-    if refs.is_empty() {
-        return;
-    }
     crate::controllers::trigger_auth::record_references(
         &ctx.client,
         &so.namespace().unwrap_or_default(),
-        &refs,
+        &so.spec.triggers,
         crate::controllers::trigger_auth::Referrer::ScaledObject,
         &so.name_any(),
         present,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keda_api::common::{AuthenticationRef, AuthenticationRefKind};
+use keda_api::common::{AuthenticationRefKind, ScaleTriggers};
 use keda_api::trigger_auth::TriggerAuthenticationStatus;
 use keda_api::{ClusterTriggerAuthentication, TriggerAuthentication};
 use kube::api::{Api, Patch, PatchParams};
@@ -141,18 +141,21 @@ pub enum Referrer {
     ScaledJob,
 }
 
-/// Adds (`present`) or removes `name` in the status lists of every authentication `refs` name.
-/// Best effort: a missing authentication is already reported on the object itself.
+/// Adds (`present`) or removes `name` in the status lists of every authentication its `triggers`
+/// reference. Best effort: a missing authentication is already reported on the object itself.
 pub async fn record_references(
     client: &kube::Client,
     namespace: &str,
-    refs: &[AuthenticationRef],
+    triggers: &[ScaleTriggers],
     referrer: Referrer,
     name: &str,
     present: bool,
 ) {
     let mut seen = std::collections::BTreeSet::new();
-    for r in refs {
+    for r in triggers
+        .iter()
+        .filter_map(|t| t.authentication_ref.as_ref())
+    {
         let cluster = r.kind == Some(AuthenticationRefKind::ClusterTriggerAuthentication);
         if !seen.insert((cluster, r.name.clone())) {
             continue;

@@ -78,7 +78,7 @@ cleanup() {
   remove_hosts_line
   if [[ -n $UP_PID ]]; then
     echo "stopping the control plane"
-    target/debug/keda-rs-cluster down --dir "$STATE" || stop "$UP_PID"
+    "${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster down --dir "$STATE" || stop "$UP_PID"
     wait "$UP_PID" 2>/dev/null
   fi
   if [[ -n $STOPPED_SYSTEM_REDIS ]]; then
@@ -199,7 +199,7 @@ remove_hosts_line() {
 
 # --- the control plane ----------------------------------------------------------------------------
 start_control_plane() {
-  target/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}"/debug/keda-rs-cluster up --dir "$STATE" >"$STATE/up.log" 2>&1 &
   UP_PID=$!
   for _ in $(seq 1 600); do
     [[ -f $STATE/ready ]] && break
@@ -275,7 +275,7 @@ EOF
 start_operator() {
   # NO_COLOR: plain text in the log file. Everything on loopback: the defaults for /metrics
   # and the probes (0.0.0.0:8080/8081) are meant for a pod, and may be taken on a workstation.
-  NO_COLOR=1 target/debug/keda-rs operator --metrics-api-bind-address "127.0.0.1:$METRICS_PORT" \
+  NO_COLOR=1 "${CARGO_TARGET_DIR:-target}"/debug/keda-rs operator --metrics-api-bind-address "127.0.0.1:$METRICS_PORT" \
     --enable-apiservice-patching=true \
     --metrics-bind-address "127.0.0.1:$PROMETHEUS_PORT" \
     --health-probe-bind-address "127.0.0.1:$PROBES_PORT" >"$STATE/operator.log" 2>&1 &
@@ -384,11 +384,11 @@ echo "control plane up: $(cat "$STATE/ready")"
 kubectl get nodes
 
 log "installing the keda.sh CRDs (keda-rs crds | kubectl apply)"
-target/debug/keda-rs crds | kubectl apply --server-side -f -
+"${CARGO_TARGET_DIR:-target}"/debug/keda-rs crds | kubectl apply --server-side -f -
 mapfile -t CRDS < <(kubectl get crd -o name)
 wait_for Established 60 "${CRDS[@]}" || die "the CRDs were not established"
 echo "checking the tutorial's ScaledObject offline (keda-rs validate)"
-target/debug/keda-rs validate -f "$SEED.yaml"
+"${CARGO_TARGET_DIR:-target}"/debug/keda-rs validate -f "$SEED.yaml"
 
 log "starting Redis on 127.0.0.1:$REDIS_PORT (the tutorial's job queue)"
 start_redis

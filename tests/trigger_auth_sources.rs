@@ -589,3 +589,88 @@ async fn resolved_env(
         .expect("resolved")
         .resolved_env
 }
+
+#[tokio::test]
+async fn aws_secret_manager_reads_secrets_from_moto() {
+    shared_operator();
+    let ns = shared().namespace("auth-aws-sm").await;
+    let moto = test_cluster::moto::MotoServer::start();
+    // Put two secrets into the real moto server with the SDK.
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let shared_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("eu-west-1"))
+        .http_client(http)
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&shared_config)
+            .endpoint_url(moto.endpoint())
+            .build(),
+    );
+    sm.create_secret()
+        .name("redis/plain")
+        .secret_string("plain-pw")
+        .send()
+        .await
+        .expect("secret created");
+    sm.create_secret()
+        .name("redis/json")
+        .secret_string(r#"{"password":"json-pw","port":6379}"#)
+        .send()
+        .await
+        .expect("secret created");
+
+    let creds: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "aws-keys"},
+        "stringData": {"id": "AKIDTEST", "key": "secret"}
+    }))
+    .expect("secret");
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &creds)
+        .await
+        .expect("keys");
+    let keys = json!({
+        "accessKey": {"valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "id"}}},
+        "accessSecretKey": {"valueFrom": {"secretKeyRef": {"name": "aws-keys", "key": "key"}}}
+    });
+    trigger_auth(
+        &ns,
+        "aws-sm",
+        json!({"awsSecretManager": {"region": "eu-west-1", "credentials": keys, "secrets": [
+            {"parameter": "plain", "name": "redis/plain"},
+            {"parameter": "password", "name": "redis/json", "secretKey": "password"},
+            {"parameter": "port", "name": "redis/json", "secretKey": "port"}
+        ]}}),
+    )
+    .await;
+    trigger_auth(
+        &ns,
+        "aws-sm-missing",
+        json!({"awsSecretManager": {"region": "eu-west-1", "credentials": keys, "secrets": [
+            {"parameter": "password", "name": "redis/nope"}
+        ]}}),
+    )
+    .await;
+    let resolver = resolver(AuthOptions {
+        aws_secrets_manager_endpoint: Some(moto.endpoint()),
+        ..AuthOptions::default()
+    })
+    .await;
+    let params = resolve(&resolver, &ns, "aws-sm").await.expect("resolved");
+    assert_eq!(params["plain"], "plain-pw");
+    assert_eq!(params["password"], "json-pw");
+    assert_eq!(params["port"], "6379");
+    let error = resolve(&resolver, &ns, "aws-sm-missing").await.unwrap_err();
+    assert!(
+        error.contains("awsSecretManager") && error.contains("redis/nope"),
+        "{error}"
+    );
+    ns.delete().await;
+}

@@ -4,6 +4,7 @@
 //! variable is an error that names it, never a silent empty value, and objects are read one by
 //! one by name (least privilege; no Secret list/watch).
 
+mod aws_secrets;
 mod env;
 mod expand;
 mod http;
@@ -44,6 +45,9 @@ pub struct AuthOptions {
     pub vault_token: Option<String>,
     /// How long a read Secret/ConfigMap/TriggerAuthentication is reused.
     pub read_ttl: Duration,
+    /// Endpoint of AWS Secrets Manager (`AWS_ENDPOINT_URL_SECRETS_MANAGER`); the SDK's default
+    /// when unset.
+    pub aws_secrets_manager_endpoint: Option<String>,
 }
 
 impl Default for AuthOptions {
@@ -56,6 +60,7 @@ impl Default for AuthOptions {
             bound_token_expiry: Duration::from_secs(3600),
             vault_token: None,
             read_ttl: Duration::from_secs(2),
+            aws_secrets_manager_endpoint: None,
         }
     }
 }
@@ -76,6 +81,11 @@ impl AuthOptions {
             && !v.is_empty()
         {
             self.bound_token_expiry = parse_expiry(&v)?;
+        }
+        if let Ok(v) = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+            && !v.is_empty()
+        {
+            self.aws_secrets_manager_endpoint = Some(v);
         }
         if let Ok(v) = std::env::var("VAULT_TOKEN")
             && !v.is_empty()
@@ -158,6 +168,8 @@ pub enum AuthError {
     FilePath(String),
     #[error("hashiCorpVault: {0}")]
     Vault(String),
+    #[error("awsSecretManager: {0}")]
+    AwsSecretManager(String),
     #[error("boundServiceAccountToken: {0}")]
     Token(String),
     #[error("podIdentity: {0}")]
@@ -177,6 +189,9 @@ impl AuthError {
             Self::Kube(kube::Error::Api(e)) if e.code == 403 => false,
             Self::Kube(_) => true,
             Self::Vault(message) => !message.contains("HTTP 4"),
+            Self::AwsSecretManager(message) => ["dispatch failure", "timeout", "connection"]
+                .iter()
+                .any(|m| message.contains(m)),
             _ => false,
         }
     }

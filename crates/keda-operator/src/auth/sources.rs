@@ -123,8 +123,31 @@ pub async fn resolve_authentication(
     if spec.gcp_secret_manager.is_some() {
         return Err(AuthError::Unsupported("gcpSecretManager"));
     }
-    if spec.aws_secret_manager.is_some() {
-        return Err(AuthError::Unsupported("awsSecretManager"));
+    if let Some(aws) = &spec.aws_secret_manager {
+        let keys = match &aws.credentials {
+            Some(c) => {
+                let context =
+                    |what: &str| format!("awsSecretManager.credentials.{what} of {owner}");
+                Some(super::aws_secrets::StaticKeys {
+                    access_key: ctx.value_from(&c.access_key, context("accessKey")).await?,
+                    secret_key: ctx
+                        .value_from(&c.access_secret_key, context("accessSecretKey"))
+                        .await?,
+                    session_token: match &c.access_token {
+                        Some(t) => Some(ctx.value_from(t, context("accessToken")).await?),
+                        None => None,
+                    },
+                })
+            }
+            None => None,
+        };
+        super::aws_secrets::resolve(
+            aws,
+            keys,
+            options.aws_secrets_manager_endpoint.as_deref(),
+            params,
+        )
+        .await?;
     }
     for b in spec.bound_service_account_token.iter().flatten() {
         let token = resolver
@@ -214,6 +237,15 @@ impl Step<'_> {
             .await
             .map_err(AuthError::Kube)?;
         pick("Secret", namespace, name, key, data, context)
+    }
+
+    async fn value_from(
+        &self,
+        source: &keda_api::trigger_auth::ValueFromSecret,
+        context: String,
+    ) -> Result<String, AuthError> {
+        let r = &source.value_from.secret_key_ref;
+        self.secret_key(&r.name, &r.key, context).await
     }
 
     async fn config_map_key(

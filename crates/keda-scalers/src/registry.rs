@@ -1,134 +1,30 @@
-//! The table from trigger type (`redis`, `aws-sqs-queue`, …) to constructor. One entry per type,
-//! kept sorted so lookups are a binary search and a test catches duplicates.
+//! The table of trigger types: one line per type, each behind its family's cargo feature, kept
+//! sorted so lookups are a binary search and a test catches duplicates. Adding a scaler adds its
+//! folder, one line here and one feature.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::clients::redis::RedisTopology;
 use crate::config::ScalerConfig;
 use crate::error::ScalerError;
+use crate::kind::Descriptor;
+use crate::metrics::MetricSpec;
 use crate::pools::Pools;
 use crate::scaler::Scaler;
-use crate::scalers;
-use crate::scalers::cpu_memory::ResourceName;
-
-/// Future returned by a constructor.
-pub type BuildFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Arc<dyn Scaler>, ScalerError>> + Send + 'a>>;
-
-/// Builds a scaler; may connect to its backend.
-pub type BuildFn = for<'a> fn(&'a ScalerConfig, &'a Pools) -> BuildFuture<'a>;
-
-/// Parses a trigger without I/O.
-pub type ParseFn = fn(&ScalerConfig) -> Result<(), ScalerError>;
-
-/// One trigger type.
-#[derive(Clone, Copy, Debug)]
-pub struct RegistryEntry {
-    /// The trigger type, exactly as KEDA spells it.
-    pub trigger_type: &'static str,
-    /// Builds the scaler.
-    pub build: BuildFn,
-    /// Parses only.
-    pub parse: ParseFn,
-}
 
 /// Every built-in trigger type, sorted by name.
-const BUILTIN: &[RegistryEntry] = &[
-    RegistryEntry {
-        trigger_type: "aws-sqs-queue",
-        build: |c, p| Box::pin(scalers::aws::sqs_queue::build(c, p)),
-        parse: |c| {
-            let pod = scalers::aws::auth::aws_pod_identity(c);
-            scalers::aws::sqs_queue::parse(c, pod.as_ref()).map(drop)
-        },
-    },
-    RegistryEntry {
-        trigger_type: "azure-servicebus",
-        build: |c, p| Box::pin(scalers::azure_servicebus::build(c, p)),
-        parse: |c| scalers::azure_servicebus::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "cpu",
-        build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Cpu)),
-        parse: |c| scalers::cpu_memory::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "cron",
-        build: |c, p| Box::pin(scalers::cron::build(c, p)),
-        parse: |c| scalers::cron::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "external",
-        build: |c, p| Box::pin(scalers::external::build(c, p, false)),
-        parse: |c| scalers::external::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "external-push",
-        build: |c, p| Box::pin(scalers::external::build(c, p, true)),
-        parse: |c| scalers::external::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "gcp-pubsub",
-        build: |c, p| Box::pin(scalers::gcp_pubsub::build(c, p)),
-        parse: |c| scalers::gcp_pubsub::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "kafka",
-        build: |c, p| Box::pin(scalers::kafka::build(c, p)),
-        parse: |c| scalers::kafka::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "memory",
-        build: |c, p| Box::pin(scalers::cpu_memory::build(c, p, ResourceName::Memory)),
-        parse: |c| scalers::cpu_memory::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "metrics-api",
-        build: |c, p| Box::pin(scalers::metrics_api::build(c, p)),
-        parse: |c| scalers::metrics_api::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "prometheus",
-        build: |c, p| Box::pin(scalers::prometheus::build(c, p)),
-        parse: |c| scalers::prometheus::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "rabbitmq",
-        build: |c, p| Box::pin(scalers::rabbitmq::build(c, p)),
-        parse: |c| scalers::rabbitmq::parse(c).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis",
-        build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
-        parse: |c| scalers::redis::parse(c, RedisTopology::Single).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis-cluster",
-        build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Cluster)),
-        parse: |c| scalers::redis::parse(c, RedisTopology::Cluster).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis-cluster-streams",
-        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Cluster)),
-        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Cluster).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis-sentinel",
-        build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Sentinel)),
-        parse: |c| scalers::redis::parse(c, RedisTopology::Sentinel).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis-sentinel-streams",
-        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Sentinel)),
-        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Sentinel).map(drop),
-    },
-    RegistryEntry {
-        trigger_type: "redis-streams",
-        build: |c, p| Box::pin(scalers::redis_streams::build(c, p, RedisTopology::Single)),
-        parse: |c| scalers::redis_streams::parse(c, RedisTopology::Single).map(drop),
-    },
+pub static SCALERS: &[&Descriptor] = &[
+    #[cfg(feature = "redis")]
+    &crate::redis::list::DESCRIPTOR,
+    #[cfg(feature = "redis")]
+    &crate::redis::list::CLUSTER_DESCRIPTOR,
+    #[cfg(feature = "redis")]
+    &crate::redis::streams::CLUSTER_DESCRIPTOR,
+    #[cfg(feature = "redis")]
+    &crate::redis::list::SENTINEL_DESCRIPTOR,
+    #[cfg(feature = "redis")]
+    &crate::redis::streams::SENTINEL_DESCRIPTOR,
+    #[cfg(feature = "redis")]
+    &crate::redis::streams::DESCRIPTOR,
 ];
 
 /// Error for a table that is not strictly sorted.
@@ -143,10 +39,10 @@ pub struct UnsortedRegistry {
     pub next: &'static str,
 }
 
-/// Trigger type → constructor.
+/// Trigger type → descriptor.
 #[derive(Clone, Copy, Debug)]
 pub struct Registry {
-    entries: &'static [RegistryEntry],
+    entries: &'static [&'static Descriptor],
 }
 
 impl Default for Registry {
@@ -156,13 +52,13 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// Every scaler of this crate.
+    /// Every scaler compiled into this build.
     pub fn builtin() -> Self {
-        Self { entries: BUILTIN }
+        Self { entries: SCALERS }
     }
 
     /// A registry over `entries` (e.g. for tests), which must be strictly sorted.
-    pub fn from_entries(entries: &'static [RegistryEntry]) -> Result<Self, UnsortedRegistry> {
+    pub fn from_entries(entries: &'static [&'static Descriptor]) -> Result<Self, UnsortedRegistry> {
         for pair in entries.windows(2) {
             if let [a, b] = pair
                 && a.trigger_type >= b.trigger_type
@@ -176,8 +72,8 @@ impl Registry {
         Ok(Self { entries })
     }
 
-    /// The entries, sorted.
-    pub fn entries(&self) -> &'static [RegistryEntry] {
+    /// The descriptors, sorted.
+    pub fn entries(&self) -> &'static [&'static Descriptor] {
         self.entries
     }
 
@@ -186,16 +82,17 @@ impl Registry {
         self.entries.iter().map(|e| e.trigger_type)
     }
 
-    /// The entry for `trigger_type`.
-    pub fn lookup(&self, trigger_type: &str) -> Option<&'static RegistryEntry> {
+    /// The descriptor for `trigger_type`.
+    pub fn lookup(&self, trigger_type: &str) -> Option<&'static Descriptor> {
         let entries = self.entries;
         entries
             .binary_search_by(|e| e.trigger_type.cmp(trigger_type))
             .ok()
             .and_then(|i| entries.get(i))
+            .copied()
     }
 
-    fn entry_for(&self, config: &ScalerConfig) -> Result<&'static RegistryEntry, ScalerError> {
+    fn entry_for(&self, config: &ScalerConfig) -> Result<&'static Descriptor, ScalerError> {
         self.lookup(&config.trigger_type).ok_or_else(|| {
             ScalerError::config(
                 format!("trigger {}", config.trigger_index),
@@ -210,25 +107,35 @@ impl Registry {
         &self,
         config: &ScalerConfig,
         pools: &Pools,
-    ) -> Result<Arc<dyn Scaler>, ScalerError> {
+    ) -> Result<Arc<Scaler>, ScalerError> {
         let entry = self.entry_for(config)?;
-        (entry.build)(config, pools).await
+        entry.build(config, pools).await.map(Arc::new)
     }
 
     /// Checks `config` as `build` would, without connecting anywhere (`keda-rs validate`).
     pub fn parse_only(&self, config: &ScalerConfig) -> Result<(), ScalerError> {
-        let entry = self.entry_for(config)?;
-        (entry.parse)(config)
+        self.metric_specs(config).map(drop)
+    }
+
+    /// The metric specs `config` feeds the HPA, without connecting anywhere; `None` where only the
+    /// backend knows them (`external`).
+    pub fn metric_specs(
+        &self,
+        config: &ScalerConfig,
+    ) -> Result<Option<Vec<MetricSpec>>, ScalerError> {
+        self.entry_for(config)?.parse(config)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MetricTargetKind;
+    use crate::testing::{ComplianceCase, check_parsing};
 
     #[test]
     fn builtin_is_sorted_and_unique() {
-        Registry::from_entries(BUILTIN).expect("sorted");
+        Registry::from_entries(SCALERS).expect("sorted");
         let types: Vec<_> = Registry::builtin().trigger_types().collect();
         let mut sorted = types.clone();
         sorted.sort_unstable();
@@ -236,34 +143,75 @@ mod tests {
         assert_eq!(types, sorted);
     }
 
+    /// Every descriptor's example goes through the shared compliance check without a backend:
+    /// it parses, `Utilization` is refused (resource metrics excepted), every required parameter
+    /// missing is a config error naming it, and the metric specs are computed without I/O with
+    /// `s<index>-` names.
+    #[test]
+    fn every_descriptor_is_compliant() {
+        let registry = Registry::builtin();
+        for descriptor in registry.entries() {
+            let config = descriptor.example.config(descriptor.trigger_type);
+            let case = ComplianceCase {
+                config: config.clone(),
+                required: descriptor.example.required.to_vec(),
+                invalid: Vec::new(),
+                activation_param: None,
+                current_value: 1.0,
+            };
+            if descriptor.example.metric_type == MetricTargetKind::Utilization {
+                registry.parse_only(&config).unwrap_or_else(|e| {
+                    panic!("{}: example does not parse: {e}", descriptor.trigger_type)
+                });
+            } else {
+                check_parsing(&registry, &case);
+            }
+            let specs = registry.metric_specs(&config).unwrap();
+            if let Some(specs) = specs {
+                assert!(
+                    !specs.is_empty(),
+                    "{}: no metric specs",
+                    descriptor.trigger_type
+                );
+                for spec in &specs {
+                    if let Some(name) = spec.external_metric_name() {
+                        assert!(
+                            name.starts_with("s0-"),
+                            "{}: metric {name}",
+                            descriptor.trigger_type
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_example_that_does_not_parse_fails_the_check() {
+        static BROKEN: Descriptor = Descriptor::new::<crate::testing::FakeScaler>(
+            "fake",
+            crate::kind::Example::new(&[], &["value"]),
+        );
+        static TABLE: &[&Descriptor] = &[&BROKEN];
+        let registry = Registry::from_entries(TABLE).unwrap();
+        let config = BROKEN.example.config("fake");
+        assert!(registry.parse_only(&config).is_err());
+    }
+
     #[test]
     fn unsorted_tables_are_refused() {
-        static UNSORTED: &[RegistryEntry] = &[
-            RegistryEntry {
-                trigger_type: "redis-cluster",
-                build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Cluster)),
-                parse: |_| Ok(()),
-            },
-            RegistryEntry {
-                trigger_type: "redis",
-                build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
-                parse: |_| Ok(()),
-            },
-        ];
+        static A: Descriptor = Descriptor::new::<crate::testing::FakeScaler>(
+            "a",
+            crate::kind::Example::new(&[("value", "1")], &["value"]),
+        );
+        static B: Descriptor = Descriptor::new::<crate::testing::FakeScaler>(
+            "b",
+            crate::kind::Example::new(&[("value", "1")], &["value"]),
+        );
+        static UNSORTED: &[&Descriptor] = &[&B, &A];
         let err = Registry::from_entries(UNSORTED).unwrap_err();
-        assert_eq!(err.previous, "redis-cluster");
-        static DUPLICATE: &[RegistryEntry] = &[
-            RegistryEntry {
-                trigger_type: "redis",
-                build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
-                parse: |_| Ok(()),
-            },
-            RegistryEntry {
-                trigger_type: "redis",
-                build: |c, p| Box::pin(scalers::redis::build(c, p, RedisTopology::Single)),
-                parse: |_| Ok(()),
-            },
-        ];
+        assert_eq!(err.previous, "b");
+        static DUPLICATE: &[&Descriptor] = &[&A, &A];
         assert!(Registry::from_entries(DUPLICATE).is_err());
     }
 
@@ -383,6 +331,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn parse_only_dispatches_by_type() {
         let ok = ScalerConfig::new("redis-sentinel", 0)

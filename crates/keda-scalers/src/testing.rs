@@ -5,11 +5,14 @@
 //! and a closed scaler fails with a backend error. Failures panic with a message saying which
 //! contract broke, like `assert!`.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{MetricTargetKind, ScalerConfig};
-use crate::error::ScalerError;
-use crate::metrics::{MetricSpec, normalize_metric_name};
+use crate::error::{BackendError, ConnectError, ScalerError};
+use crate::kind::{Descriptor, Example, Reading, ScalerKind};
+use crate::metrics::{MetricSpec, MetricTarget, normalize_metric_name, normalized_metric_name};
+use crate::params::MetadataParser;
 use crate::pools::Pools;
 use crate::registry::Registry;
 use crate::scaler::Scaler;
@@ -44,7 +47,7 @@ pub fn assert_config_error_names(err: &ScalerError, parameter: &str) {
 }
 
 /// Panics unless every External metric of `scaler` is named `s<trigger_index>-<normalized>`.
-pub fn assert_metric_names(scaler: &dyn Scaler, trigger_index: usize) {
+pub fn assert_metric_names(scaler: &Scaler, trigger_index: usize) {
     let specs = scaler.metric_specs();
     assert!(!specs.is_empty(), "scaler returned no metric specs");
     let prefix = format!("s{trigger_index}-");
@@ -105,14 +108,14 @@ pub fn check_parsing(registry: &Registry, case: &ComplianceCase) {
     }
 }
 
-async fn build(registry: &Registry, pools: &Pools, config: &ScalerConfig) -> Arc<dyn Scaler> {
+async fn build(registry: &Registry, pools: &Pools, config: &ScalerConfig) -> Arc<Scaler> {
     match registry.build(config, pools).await {
         Ok(scaler) => scaler,
         Err(e) => panic!("building the case's scaler failed: {e}"),
     }
 }
 
-async fn poll(scaler: &dyn Scaler, metric_name: &str) -> (f64, bool) {
+async fn poll(scaler: &Scaler, metric_name: &str) -> (f64, bool) {
     match scaler.metrics_and_activity(metric_name).await {
         Ok((values, active)) => {
             assert_eq!(values.len(), 1, "expected one value for {metric_name:?}");
@@ -126,7 +129,7 @@ async fn poll(scaler: &dyn Scaler, metric_name: &str) -> (f64, bool) {
     }
 }
 
-fn first_metric_name(scaler: &dyn Scaler) -> String {
+fn first_metric_name(scaler: &Scaler) -> String {
     scaler
         .metric_specs()
         .iter()
@@ -207,4 +210,94 @@ pub async fn check_live(registry: &Registry, pools: &Pools, case: &ComplianceCas
         clients_before,
         "pooled clients must be released when their scalers are dropped"
     );
+}
+
+/// Values of [`FakeScaler`]s by their `key`, set by tests.
+static FAKE_VALUES: Mutex<BTreeMap<String, Result<f64, BackendError>>> =
+    Mutex::new(BTreeMap::new());
+
+/// Sets what every [`FakeScaler`] with metadata `key: <key>` reads from now on.
+pub fn set_fake_value(key: &str, value: Result<f64, BackendError>) {
+    FAKE_VALUES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key.to_owned(), value);
+}
+
+/// Parsed trigger of a [`FakeScaler`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeMetadata {
+    /// `value`: what it reads unless `key` has a value set.
+    pub value: f64,
+    /// `key`: where [`set_fake_value`] puts what it reads.
+    pub key: Option<String>,
+    /// `activation` (default 0).
+    pub activation: f64,
+    /// `target` (default 5).
+    pub target: f64,
+    /// From the trigger's `metricType`.
+    pub metric_type: MetricTargetKind,
+}
+
+/// A scaler without a backend for tests of the runtime and the registry: reads `value`, or what
+/// the test set for its `key`; active strictly above `activation`.
+#[derive(Debug)]
+pub struct FakeScaler {
+    metadata: FakeMetadata,
+}
+
+/// `fake`, a trigger type only tests register.
+pub static FAKE_DESCRIPTOR: Descriptor =
+    Descriptor::new::<FakeScaler>("fake", Example::new(&[("value", "1")], &["value"]));
+
+impl ScalerKind for FakeScaler {
+    type Metadata = FakeMetadata;
+
+    fn parse(config: &ScalerConfig) -> Result<FakeMetadata, ScalerError> {
+        let metric_type = config.external_metric_type()?;
+        let mut p = MetadataParser::new(config);
+        let value = p.param("value").required();
+        let key = p.param("key").optional();
+        let activation = p.param("activation").with_default(0.0);
+        let target = p.param("target").with_default(5.0);
+        p.finish()?;
+        Ok(FakeMetadata {
+            value,
+            key,
+            activation,
+            target,
+            metric_type,
+        })
+    }
+
+    fn metric_specs(metadata: &FakeMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {
+        Some(vec![MetricSpec::external(
+            normalized_metric_name(config.trigger_index, "fake"),
+            MetricTarget::new(metadata.metric_type, metadata.target),
+        )])
+    }
+
+    async fn connect(
+        metadata: FakeMetadata,
+        _config: &ScalerConfig,
+        _pools: &Pools,
+    ) -> Result<Self, ConnectError> {
+        Ok(Self { metadata })
+    }
+
+    async fn read(&self, metric_name: &str) -> Result<Reading, BackendError> {
+        let set = self.metadata.key.as_ref().and_then(|key| {
+            FAKE_VALUES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+                .cloned()
+        });
+        let value = set.unwrap_or(Ok(self.metadata.value))?;
+        Ok(Reading::value(
+            metric_name,
+            value,
+            value > self.metadata.activation,
+        ))
+    }
 }

@@ -143,11 +143,11 @@ fn metadata_table() {
     assert_eq!(err.parameter(), Some("connection"));
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<Scaler> {
     Registry::builtin().build(config, pools).await.unwrap()
 }
 
-async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), keda_scalers::ScalerError> {
+async fn poll(scaler: &Scaler) -> Result<(f64, bool), keda_scalers::ScalerError> {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()

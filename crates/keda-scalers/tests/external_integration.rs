@@ -22,7 +22,7 @@ fn config(trigger_type: &str, peer: &ExternalScalerPeer) -> ScalerConfig {
     c
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<Scaler> {
     Registry::builtin().build(config, pools).await.unwrap()
 }
 

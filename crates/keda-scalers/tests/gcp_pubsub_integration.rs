@@ -160,11 +160,11 @@ fn pools_for(gcp: &GcpDouble) -> Pools {
     pools
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<Scaler> {
     Registry::builtin().build(config, pools).await.unwrap()
 }
 
-async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), keda_scalers::ScalerError> {
+async fn poll(scaler: &Scaler) -> Result<(f64, bool), keda_scalers::ScalerError> {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()

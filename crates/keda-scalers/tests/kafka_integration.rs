@@ -21,7 +21,7 @@ fn trigger(metadata: &[(&str, &str)]) -> ScalerConfig {
     ScalerConfig::new("kafka", 0).with_metadata(all)
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<Scaler> {
     Registry::builtin()
         .build(config, pools)
         .await
@@ -29,7 +29,7 @@ async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<dyn Scale
 }
 
 /// (value, active) of one poll.
-async fn poll(scaler: &dyn Scaler) -> (f64, bool) {
+async fn poll(scaler: &Scaler) -> (f64, bool) {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()

@@ -14,11 +14,11 @@ fn config(metadata: &[(&str, &str)]) -> ScalerConfig {
     ScalerConfig::new("metrics-api", 0).with_metadata(metadata.iter().copied())
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> Result<Arc<dyn Scaler>, ScalerError> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> Result<Arc<Scaler>, ScalerError> {
     Registry::builtin().build(config, pools).await
 }
 
-async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), ScalerError> {
+async fn poll(scaler: &Scaler) -> Result<(f64, bool), ScalerError> {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()

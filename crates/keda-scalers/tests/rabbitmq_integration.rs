@@ -19,11 +19,11 @@ fn config(metadata: &[(&str, &str)]) -> ScalerConfig {
     ScalerConfig::new("rabbitmq", 0).with_metadata(metadata.iter().copied())
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<Scaler> {
     Registry::builtin().build(config, pools).await.unwrap()
 }
 
-async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), ScalerError> {
+async fn poll(scaler: &Scaler) -> Result<(f64, bool), ScalerError> {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()
@@ -36,7 +36,7 @@ async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), ScalerError> {
 
 /// Polls until `want` holds; the management API's counters trail the broker by a statistics
 /// interval. Returns the last answer.
-async fn poll_until<F>(scaler: &dyn Scaler, what: &str, want: F) -> (f64, bool)
+async fn poll_until<F>(scaler: &Scaler, what: &str, want: F) -> (f64, bool)
 where
     F: Fn(f64, bool) -> bool,
 {

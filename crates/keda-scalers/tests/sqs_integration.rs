@@ -41,7 +41,7 @@ fn config(queue_url: &str, endpoint: &str, extra: &[(&str, &str)]) -> ScalerConf
         .with_auth_params([("awsAccessKeyID", "test"), ("awsSecretAccessKey", "test")])
 }
 
-async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), ScalerError> {
+async fn poll(scaler: &Scaler) -> Result<(f64, bool), ScalerError> {
     let name = scaler.metric_specs()[0]
         .external_metric_name()
         .unwrap()
@@ -52,7 +52,7 @@ async fn poll(scaler: &dyn Scaler) -> Result<(f64, bool), ScalerError> {
     Ok((values[0].value, active))
 }
 
-async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<dyn Scaler> {
+async fn build(config: &ScalerConfig, pools: &Pools) -> Arc<Scaler> {
     Registry::builtin().build(config, pools).await.unwrap()
 }
 

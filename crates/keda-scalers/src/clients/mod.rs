@@ -1,13 +1,17 @@
-//! Backend clients shared through [`crate::pools::Pools`]: one module per backend family, holding
-//! its connection parameters, its identity type and its client.
+//! Backend clients of the families not yet moved into their own folders.
 
+#[cfg(feature = "azure-servicebus")]
 pub mod azure_servicebus;
+#[cfg(feature = "external")]
 pub mod external;
+#[cfg(feature = "gcp-pubsub")]
 pub mod gcp;
-pub mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
-pub mod redis;
-/// Plain HTTPS (hyper) for the cloud REST scalers; `http` is the reqwest client of prometheus/metrics-api.
+/// Plain HTTPS (hyper) for the cloud REST scalers.
+#[cfg(any(feature = "azure-servicebus", feature = "gcp-pubsub"))]
 pub mod rest;
+#[cfg(feature = "aws-sqs-queue")]
 pub mod sqs;

@@ -1,5 +1,6 @@
-//! The HTTP client shared by the HTTP-shaped scalers (prometheus, metrics-api). One client per
-//! identity (TLS material, `unsafeSsl`, timeout), pooled like every backend client; per-request
+//! The one HTTP client of every HTTP-shaped scaler and reader (prometheus, metrics-api, RabbitMQ
+//! management, the cloud REST APIs, Vault). One client per identity (TLS material, `unsafeSsl`,
+//! timeout, the process's HTTP settings), pooled like every backend client; per-request
 //! credentials (bearer, basic, API keys, custom headers) go on each request, so scalers that differ
 //! only in those still share connections. Each client also owns a short-lived response cache that
 //! coalesces identical GETs (the prometheus scaler's N objects × one query → one request).
@@ -7,35 +8,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::error::BackendError;
+use crate::pools::PooledClient;
+use crate::settings::{HttpSettings, MinTlsVersion};
 use crate::tls::{TlsSettings, ensure_crypto_provider};
 
-/// KEDA's default for `KEDA_HTTP_DEFAULT_TIMEOUT` (milliseconds).
-const DEFAULT_TIMEOUT_MS: u64 = 3000;
-/// KEDA's floor for a non-positive global timeout.
-const NON_POSITIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Responses larger than this are refused rather than buffered.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// The global HTTP timeout: env `KEDA_HTTP_DEFAULT_TIMEOUT` in ms (default 3000; ≤ 0 → 300 ms).
-pub fn global_timeout() -> Duration {
-    match std::env::var("KEDA_HTTP_DEFAULT_TIMEOUT") {
-        Ok(raw) => match raw.trim().parse::<i64>() {
-            Ok(ms) if ms > 0 => Duration::from_millis(ms.unsigned_abs()),
-            Ok(_) => NON_POSITIVE_TIMEOUT,
-            Err(_) => Duration::from_millis(DEFAULT_TIMEOUT_MS),
-        },
-        Err(_) => Duration::from_millis(DEFAULT_TIMEOUT_MS),
-    }
-}
-
-/// A scaler's `timeout` parameter overrides the global one when it is positive.
-pub fn effective_timeout(scaler_timeout: Option<Duration>) -> Duration {
-    scaler_timeout
-        .filter(|t| !t.is_zero())
-        .unwrap_or_else(global_timeout)
-}
 
 /// What makes two HTTP clients interchangeable.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -44,6 +27,26 @@ pub struct HttpIdentity {
     pub tls: TlsSettings,
     /// Request timeout.
     pub timeout: Duration,
+    /// Minimum TLS version.
+    pub min_tls_version: MinTlsVersion,
+    /// No idle connections kept.
+    pub disable_keep_alive: bool,
+}
+
+impl HttpIdentity {
+    /// The identity for `tls` and a trigger's own `timeout` (if any) under the process's settings.
+    pub fn new(
+        tls: TlsSettings,
+        trigger_timeout: Option<Duration>,
+        settings: &HttpSettings,
+    ) -> Self {
+        Self {
+            tls,
+            timeout: settings.effective_timeout(trigger_timeout),
+            min_tls_version: settings.min_tls_version,
+            disable_keep_alive: settings.disable_keep_alive,
+        }
+    }
 }
 
 /// A buffered response.
@@ -66,7 +69,7 @@ pub struct GetRequest {
     pub basic_auth: Option<(String, Option<String>)>,
 }
 
-type Shared = Arc<tokio::sync::OnceCell<(Instant, Result<HttpResponse, String>)>>;
+type Shared = Arc<tokio::sync::OnceCell<(Instant, Result<HttpResponse, BackendError>)>>;
 
 /// A pooled client.
 pub struct HttpClient {
@@ -77,34 +80,43 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// Builds a client for `identity`. Fails on unusable TLS material.
-    pub fn build(identity: &HttpIdentity) -> Result<Self, String> {
+    pub fn build(identity: &HttpIdentity) -> Result<Self, BackendError> {
         ensure_crypto_provider();
+        let min_tls_version = match identity.min_tls_version {
+            MinTlsVersion::Tls12 => reqwest::tls::Version::TLS_1_2,
+            MinTlsVersion::Tls13 => reqwest::tls::Version::TLS_1_3,
+        };
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(identity.timeout)
-            .min_tls_version(min_tls_version())
+            .min_tls_version(min_tls_version)
             .danger_accept_invalid_certs(identity.tls.unsafe_ssl);
-        if std::env::var("KEDA_HTTP_DISABLE_KEEP_ALIVE").is_ok_and(|v| v.trim() == "true") {
+        if identity.disable_keep_alive {
             builder = builder.pool_max_idle_per_host(0);
         }
-        if let Some(ca) = identity.tls.ca_pem().map_err(|e| e.to_string())? {
+        if let Some(ca) = identity.tls.ca_pem().map_err(BackendError::connect)? {
             for cert in reqwest::Certificate::from_pem_bundle(&ca)
-                .map_err(|e| format!("invalid ca: {e}"))?
+                .map_err(|e| BackendError::connect(format!("invalid ca: {e}")))?
             {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        if let Some(id) = identity.tls.client_identity().map_err(|e| e.to_string())? {
+        if let Some(id) = identity
+            .tls
+            .client_identity()
+            .map_err(BackendError::connect)?
+        {
             let mut pem = id.cert_pem.clone();
             pem.push(b'\n');
             pem.extend_from_slice(&id.key_pem);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("invalid client certificate or key: {e}"))?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                BackendError::connect(format!("invalid client certificate or key: {e}"))
+            })?;
             builder = builder.identity(identity);
         }
         let client = builder
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+            .map_err(|e| BackendError::connect(format!("cannot build HTTP client: {e}")))?;
         Ok(Self {
             client,
             description: format!("{:?} timeout {:?}", identity.tls, identity.timeout),
@@ -113,7 +125,7 @@ impl HttpClient {
     }
 
     /// Sends `request` now.
-    pub async fn get(&self, request: &GetRequest) -> Result<HttpResponse, String> {
+    pub async fn get(&self, request: &GetRequest) -> Result<HttpResponse, BackendError> {
         let mut builder = self.client.get(&request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -121,17 +133,17 @@ impl HttpClient {
         if let Some((user, password)) = &request.basic_auth {
             builder = builder.basic_auth(user, password.as_ref());
         }
-        let response = builder.send().await.map_err(|e| describe(&e))?;
+        let response = builder.send().await.map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
         if response
             .content_length()
             .is_some_and(|n| n > MAX_BODY_BYTES as u64)
         {
-            return Err(format!("response body larger than {MAX_BODY_BYTES} bytes"));
+            return Err(too_large());
         }
-        let body = response.bytes().await.map_err(|e| describe(&e))?;
+        let body = response.bytes().await.map_err(|e| classify(&e))?;
         if body.len() > MAX_BODY_BYTES {
-            return Err(format!("response body larger than {MAX_BODY_BYTES} bytes"));
+            return Err(too_large());
         }
         Ok(HttpResponse {
             status,
@@ -147,7 +159,7 @@ impl HttpClient {
         key: &GetRequest,
         reuse_for: Duration,
         actual: impl FnOnce() -> GetRequest,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, BackendError> {
         let shared = {
             let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
@@ -189,8 +201,18 @@ impl fmt::Debug for HttpClient {
     }
 }
 
-/// The error with its causes (reqwest's top-level text alone hides e.g. certificate problems).
-fn describe(e: &reqwest::Error) -> String {
+impl PooledClient for HttpClient {
+    type Key = HttpIdentity;
+    const KIND: &'static str = "http";
+}
+
+fn too_large() -> BackendError {
+    BackendError::protocol(format!("response body larger than {MAX_BODY_BYTES} bytes"))
+}
+
+/// The error with its causes (reqwest's top-level text alone hides e.g. certificate problems),
+/// classified: timeouts, failed connects (TLS included) and the rest.
+fn classify(e: &reqwest::Error) -> BackendError {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -198,13 +220,20 @@ fn describe(e: &reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    if e.is_timeout() {
+        BackendError::timeout(text)
+    } else if e.is_connect() {
+        BackendError::connect(text)
+    } else {
+        BackendError::protocol(text)
+    }
 }
 
-/// `KEDA_HTTP_MIN_TLS_VERSION` (`TLS12` default; rustls has no TLS 1.0/1.1, so those mean 1.2).
-fn min_tls_version() -> reqwest::tls::Version {
-    match std::env::var("KEDA_HTTP_MIN_TLS_VERSION").as_deref() {
-        Ok("TLS13") => reqwest::tls::Version::TLS_1_3,
-        _ => reqwest::tls::Version::TLS_1_2,
+/// Maps an HTTP status that is not a success to the failure kind it means.
+pub fn status_error(status: u16, message: impl fmt::Display) -> BackendError {
+    match status {
+        401 | 403 => BackendError::auth(message),
+        404 => BackendError::not_found(message),
+        _ => BackendError::protocol(message),
     }
 }

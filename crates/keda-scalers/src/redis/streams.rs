@@ -3,22 +3,43 @@
 //! pooled client are those of the list scaler, so a list and a stream trigger on one server share
 //! one client.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use async_trait::async_trait;
 use redis::Value;
 
-use crate::clients::redis::{RedisClient, RedisEndpoint, RedisTopology, parse_endpoint};
+use super::{RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint};
 use crate::config::{MetricTargetKind, ScalerConfig};
-use crate::error::ScalerError;
-use crate::metrics::{MetricSpec, MetricTarget, MetricValue, normalized_metric_name};
+use crate::error::{BackendError, ConnectError, ScalerError};
+use crate::kind::{Descriptor, Example, Reading, ScalerKind};
+use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
 use crate::params::MetadataParser;
 use crate::pools::{Lease, Pools};
-use crate::scaler::Scaler;
 
-/// Backstop for one poll, above the client's own timeouts.
-const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+const EXAMPLE: Example = Example::new(
+    &[("address", "localhost:6379"), ("stream", "orders")],
+    &["stream", "address"],
+);
+const CLUSTER_EXAMPLE: Example = Example::new(
+    &[("addresses", "a:6379,b:6379"), ("stream", "orders")],
+    // Any of address, addresses or hosts+ports will do, so none is required alone.
+    &["stream"],
+);
+const SENTINEL_EXAMPLE: Example = Example::new(
+    &[
+        ("addresses", "a:26379"),
+        ("sentinelMaster", "mymaster"),
+        ("stream", "orders"),
+    ],
+    // Any of address, addresses or hosts+ports will do, so none is required alone.
+    &["stream"],
+);
+
+/// `redis-streams`.
+pub static DESCRIPTOR: Descriptor = Descriptor::new::<RedisStreamsScaler>("redis-streams", EXAMPLE);
+/// `redis-cluster-streams`.
+pub static CLUSTER_DESCRIPTOR: Descriptor =
+    Descriptor::new::<RedisStreamsScaler>("redis-cluster-streams", CLUSTER_EXAMPLE);
+/// `redis-sentinel-streams`.
+pub static SENTINEL_DESCRIPTOR: Descriptor =
+    Descriptor::new::<RedisStreamsScaler>("redis-sentinel-streams", SENTINEL_EXAMPLE);
 
 /// What the trigger measures.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +94,7 @@ pub struct RedisStreamsMetadata {
 }
 
 /// Parses a redis streams trigger without I/O.
-pub fn parse(
+pub fn parse_with(
     config: &ScalerConfig,
     topology: RedisTopology,
 ) -> Result<RedisStreamsMetadata, ScalerError> {
@@ -106,89 +127,47 @@ pub fn parse(
     })
 }
 
-/// The built scaler.
+/// A connected redis streams trigger (any topology).
 pub struct RedisStreamsScaler {
-    trigger: String,
-    metric_name: String,
     metadata: RedisStreamsMetadata,
-    // `None` after `close()`.
-    client: Mutex<Option<Lease<RedisClient>>>,
+    client: Lease<RedisClient>,
 }
 
 impl RedisStreamsScaler {
-    /// Parses `config` and takes a share of the pooled redis client for its endpoint.
-    pub async fn new(
-        config: &ScalerConfig,
-        pools: &Pools,
-        topology: RedisTopology,
-    ) -> Result<Self, ScalerError> {
-        let metadata = parse(config, topology)?;
-        let trigger = config.trigger_label();
-        let lease = pools
-            .redis()
-            .get_or_connect(&metadata.endpoint, || {
-                RedisClient::connect(&metadata.endpoint)
-            })
-            .await
-            .map_err(|message| ScalerError::backend(trigger.clone(), message))?;
-        Ok(Self {
-            metric_name: normalized_metric_name(
-                config.trigger_index,
-                &format!("redis-streams-{}", metadata.stream),
-            ),
-            trigger,
-            metadata,
-            client: Mutex::new(Some(lease)),
-        })
-    }
-
-    /// The parsed trigger.
-    pub fn metadata(&self) -> &RedisStreamsMetadata {
-        &self.metadata
-    }
-
-    fn lease(&self) -> Result<Lease<RedisClient>, ScalerError> {
-        self.client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| ScalerError::backend(&self.trigger, "scaler is closed"))
-    }
-
-    fn backend(&self, message: impl std::fmt::Display) -> ScalerError {
-        ScalerError::backend(&self.trigger, message)
-    }
-
-    async fn xlen(&self, client: &RedisClient) -> Result<i64, ScalerError> {
+    async fn xlen(&self, client: &RedisClient) -> Result<i64, BackendError> {
         client
             .query::<i64>(redis::cmd("XLEN").arg(&self.metadata.stream))
             .await
-            .map_err(|e| self.backend(format!("error getting stream length: {e}")))
+            .map_err(|e| backend_error(&e).context("error getting stream length"))
     }
 
-    async fn pending(&self, client: &RedisClient, group: &str) -> Result<i64, ScalerError> {
+    async fn pending(&self, client: &RedisClient, group: &str) -> Result<i64, BackendError> {
         // Summary form: [count, smallest id, greatest id, consumers].
         let reply: Value = client
             .query(redis::cmd("XPENDING").arg(&self.metadata.stream).arg(group))
             .await
-            .map_err(|e| self.backend(format!("error getting pending entries count: {e}")))?;
+            .map_err(|e| backend_error(&e).context("error getting pending entries count"))?;
         match reply {
             Value::Array(items) => match items.first() {
                 Some(Value::Int(n)) => Ok(*n),
-                other => Err(self.backend(format!("unexpected XPENDING reply element {other:?}"))),
+                other => Err(BackendError::protocol(format!(
+                    "unexpected XPENDING reply element {other:?}"
+                ))),
             },
-            other => Err(self.backend(format!("unexpected XPENDING reply {other:?}"))),
+            other => Err(BackendError::protocol(format!(
+                "unexpected XPENDING reply {other:?}"
+            ))),
         }
     }
 
-    async fn lag(&self, client: &RedisClient, group: &str) -> Result<i64, ScalerError> {
+    async fn lag(&self, client: &RedisClient, group: &str) -> Result<i64, BackendError> {
         let info = client
             .query::<Value>(redis::cmd("INFO").arg("server"))
             .await
-            .map_err(|e| self.backend(format!("could not find Redis version: {e}")))?;
-        let major = redis_major_version(&value_text(&info)).map_err(|e| self.backend(e))?;
+            .map_err(|e| backend_error(&e).context("could not find Redis version"))?;
+        let major = redis_major_version(&value_text(&info)).map_err(BackendError::protocol)?;
         if major < 7 {
-            return Err(self.backend("redis version 7+ required for lag"));
+            return Err(BackendError::protocol("redis version 7+ required for lag"));
         }
         let groups = client
             .query::<Value>(redis::cmd("XINFO").arg("GROUPS").arg(&self.metadata.stream))
@@ -203,24 +182,55 @@ impl RedisStreamsScaler {
             Err(_) => self.xlen(client).await,
         }
     }
+}
 
-    async fn measure(&self) -> Result<i64, ScalerError> {
-        let client = self.lease()?;
-        let work = async {
-            match &self.metadata.mode {
-                StreamMode::Length { .. } => self.xlen(&client).await,
-                StreamMode::Pending { group, .. } => self.pending(&client, group).await,
-                StreamMode::Lag { group, .. } => self.lag(&client, group).await,
-            }
-        };
-        tokio::time::timeout(POLL_TIMEOUT, work)
-            .await
-            .map_err(|_| {
-                self.backend(format!(
-                    "no answer from {} within {POLL_TIMEOUT:?}",
-                    client.description()
-                ))
-            })?
+impl ScalerKind for RedisStreamsScaler {
+    type Metadata = RedisStreamsMetadata;
+
+    fn parse(config: &ScalerConfig) -> Result<RedisStreamsMetadata, ScalerError> {
+        parse_with(config, RedisTopology::of_trigger_type(&config.trigger_type))
+    }
+
+    fn metric_specs(
+        metadata: &RedisStreamsMetadata,
+        config: &ScalerConfig,
+    ) -> Option<Vec<MetricSpec>> {
+        let name = normalized_metric_name(
+            config.trigger_index,
+            &format!("redis-streams-{}", metadata.stream),
+        );
+        Some(vec![MetricSpec::external(
+            name,
+            MetricTarget::count(metadata.metric_type, metadata.mode.target()),
+        )])
+    }
+
+    /// Shares the list scaler's pool: a list and a stream trigger on one server use one client.
+    async fn connect(
+        metadata: RedisStreamsMetadata,
+        _config: &ScalerConfig,
+        pools: &Pools,
+    ) -> Result<Self, ConnectError> {
+        let client = pools
+            .lease(&metadata.endpoint, || {
+                RedisClient::connect(&metadata.endpoint)
+            })
+            .await?;
+        Ok(Self { metadata, client })
+    }
+
+    async fn read(&self, metric_name: &str) -> Result<Reading, BackendError> {
+        let client = &self.client;
+        let value = match &self.metadata.mode {
+            StreamMode::Length { .. } => self.xlen(client).await,
+            StreamMode::Pending { group, .. } => self.pending(client, group).await,
+            StreamMode::Lag { group, .. } => self.lag(client, group).await,
+        }?;
+        Ok(Reading::count(
+            metric_name,
+            value,
+            self.metadata.activation_lag_count,
+        ))
     }
 }
 
@@ -292,58 +302,6 @@ fn fields_of(entry: &Value) -> Vec<(String, &Value)> {
     }
 }
 
-#[async_trait]
-impl Scaler for RedisStreamsScaler {
-    fn metric_specs(&self) -> Vec<MetricSpec> {
-        #[allow(clippy::cast_precision_loss)]
-        let target = self.metadata.mode.target() as f64;
-        vec![MetricSpec::external(
-            self.metric_name.clone(),
-            MetricTarget::new(self.metadata.metric_type, target),
-        )]
-    }
-
-    async fn metrics_and_activity(
-        &self,
-        metric_name: &str,
-    ) -> Result<(Vec<MetricValue>, bool), ScalerError> {
-        let value = self.measure().await.inspect_err(|e| {
-            tracing::warn!(trigger = %self.trigger, error = %e, "redis streams poll failed");
-        })?;
-        #[allow(clippy::cast_precision_loss)]
-        let metric = MetricValue::new(metric_name, value as f64);
-        Ok((vec![metric], value > self.metadata.activation_lag_count))
-    }
-
-    async fn close(&self) {
-        self.client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
-}
-
-impl std::fmt::Debug for RedisStreamsScaler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStreamsScaler")
-            .field("trigger", &self.trigger)
-            .field("metric_name", &self.metric_name)
-            .field("metadata", &self.metadata)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Registry constructor for `topology`.
-pub(crate) async fn build(
-    config: &ScalerConfig,
-    pools: &Pools,
-    topology: RedisTopology,
-) -> Result<Arc<dyn Scaler>, ScalerError> {
-    Ok(Arc::new(
-        RedisStreamsScaler::new(config, pools, topology).await?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +343,7 @@ mod tests {
 
     #[test]
     fn pending_mode_with_env_credentials_and_tls() {
-        let meta = parse(&cfg(BASE, ENV), RedisTopology::Single).unwrap();
+        let meta = parse_with(&cfg(BASE, ENV), RedisTopology::Single).unwrap();
         assert_eq!(meta.stream, "my-stream");
         assert_eq!(
             meta.mode,
@@ -401,7 +359,7 @@ mod tests {
 
     #[test]
     fn lag_mode_when_lag_count_set() {
-        let meta = parse(
+        let meta = parse_with(
             &cfg(
                 &with(&[("lagCount", "5"), ("activationLagCount", "3")]),
                 ENV,
@@ -418,7 +376,7 @@ mod tests {
         );
         assert_eq!(meta.activation_lag_count, 3);
         // lagCount 0 means pending mode.
-        let meta = parse(
+        let meta = parse_with(
             &cfg(&with(&[("lagCount", "0")]), ENV),
             RedisTopology::Single,
         )
@@ -428,13 +386,13 @@ mod tests {
 
     #[test]
     fn length_mode_without_group() {
-        let meta = parse(
+        let meta = parse_with(
             &cfg(&with(&[("consumerGroup", ""), ("streamLength", "12")]), ENV),
             RedisTopology::Single,
         )
         .unwrap();
         assert_eq!(meta.mode, StreamMode::Length { target: 12 });
-        let meta = parse(
+        let meta = parse_with(
             &cfg(&with(&[("consumerGroup", "")]), ENV),
             RedisTopology::Single,
         )
@@ -445,17 +403,18 @@ mod tests {
     #[test]
     fn missing_address_and_half_host_port_are_rejected() {
         let no_address = with(&[("addressFromEnv", "")]);
-        let err = parse(&cfg(&no_address, ENV), RedisTopology::Single).unwrap_err();
+        let err = parse_with(&cfg(&no_address, ENV), RedisTopology::Single).unwrap_err();
         assert!(err.is_config());
         let host_only = with(&[("addressFromEnv", ""), ("host", "h")]);
-        assert!(parse(&cfg(&host_only, ENV), RedisTopology::Single).is_err());
+        assert!(parse_with(&cfg(&host_only, ENV), RedisTopology::Single).is_err());
         let port_only = with(&[("addressFromEnv", ""), ("port", "1")]);
-        assert!(parse(&cfg(&port_only, ENV), RedisTopology::Single).is_err());
+        assert!(parse_with(&cfg(&port_only, ENV), RedisTopology::Single).is_err());
     }
 
     #[test]
     fn missing_stream_is_rejected() {
-        let err = parse(&cfg(&with(&[("stream", "")]), ENV), RedisTopology::Single).unwrap_err();
+        let err =
+            parse_with(&cfg(&with(&[("stream", "")]), ENV), RedisTopology::Single).unwrap_err();
         assert_eq!(err.parameter(), Some("stream"));
     }
 
@@ -468,11 +427,11 @@ mod tests {
             "databaseIndex",
             "activationLagCount",
         ] {
-            let err =
-                parse(&cfg(&with(&[(param, "junk")]), ENV), RedisTopology::Single).unwrap_err();
+            let err = parse_with(&cfg(&with(&[(param, "junk")]), ENV), RedisTopology::Single)
+                .unwrap_err();
             assert_eq!(err.parameter(), Some(param), "{err}");
         }
-        let err = parse(
+        let err = parse_with(
             &cfg(&with(&[("enableTLS", "no")]), ENV),
             RedisTopology::Single,
         )

@@ -76,6 +76,14 @@ impl MetricTarget {
         Self { kind, value }
     }
 
+    /// A target of `kind` for a count (list length, lag): the one place a count target becomes the
+    /// HPA's float.
+    pub fn count(kind: MetricTargetKind, count: i64) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let value = count as f64;
+        Self::new(kind, value)
+    }
+
     /// The target as a Kubernetes quantity string (milli precision; NaN/Inf/negative → `"0"`).
     pub fn quantity(&self) -> String {
         milli_quantity(self.value)

@@ -1,21 +1,43 @@
 //! `redis`, `redis-cluster` and `redis-sentinel`: the length of a list (or set, sorted set, hash)
 //! against a target length.
 
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::LazyLock;
 
-use async_trait::async_trait;
-
-use crate::clients::redis::{RedisClient, RedisEndpoint, RedisTopology, parse_endpoint};
+use super::{RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint};
 use crate::config::{MetricTargetKind, ScalerConfig};
-use crate::error::ScalerError;
-use crate::metrics::{MetricSpec, MetricTarget, MetricValue, normalized_metric_name};
+use crate::error::{BackendError, ConnectError, ScalerError};
+use crate::kind::{Descriptor, Example, Reading, ScalerKind};
+use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
 use crate::params::MetadataParser;
 use crate::pools::{Lease, Pools};
-use crate::scaler::Scaler;
 
-/// Backstop for one poll, above the client's own connect and response timeouts.
-const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+const EXAMPLE: Example = Example::new(
+    &[("address", "localhost:6379"), ("listName", "jobs")],
+    &["listName", "address"],
+);
+const CLUSTER_EXAMPLE: Example = Example::new(
+    &[("addresses", "a:6379,b:6379"), ("listName", "jobs")],
+    // Any of address, addresses or hosts+ports will do, so none is required alone.
+    &["listName"],
+);
+const SENTINEL_EXAMPLE: Example = Example::new(
+    &[
+        ("addresses", "a:26379"),
+        ("sentinelMaster", "mymaster"),
+        ("listName", "jobs"),
+    ],
+    // Any of address, addresses or hosts+ports will do, so none is required alone.
+    &["listName"],
+);
+
+/// `redis`.
+pub static DESCRIPTOR: Descriptor = Descriptor::new::<RedisListScaler>("redis", EXAMPLE);
+/// `redis-cluster`.
+pub static CLUSTER_DESCRIPTOR: Descriptor =
+    Descriptor::new::<RedisListScaler>("redis-cluster", CLUSTER_EXAMPLE);
+/// `redis-sentinel`.
+pub static SENTINEL_DESCRIPTOR: Descriptor =
+    Descriptor::new::<RedisListScaler>("redis-sentinel", SENTINEL_EXAMPLE);
 
 /// Measures the key in one round trip, whatever collection type it holds; a missing key is 0.
 static LENGTH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -49,7 +71,7 @@ pub struct RedisListMetadata {
 }
 
 /// Parses a `redis`/`redis-cluster`/`redis-sentinel` trigger without any I/O.
-pub fn parse(
+pub fn parse_with(
     config: &ScalerConfig,
     topology: RedisTopology,
 ) -> Result<RedisListMetadata, ScalerError> {
@@ -78,135 +100,68 @@ pub fn parse(
     })
 }
 
-/// The built scaler.
+/// A connected `redis`/`redis-cluster`/`redis-sentinel` trigger.
 pub struct RedisListScaler {
-    trigger: String,
-    metric_name: String,
     metadata: RedisListMetadata,
-    // `None` after `close()`.
-    client: Mutex<Option<Lease<RedisClient>>>,
+    client: Lease<RedisClient>,
 }
 
-impl RedisListScaler {
-    /// Parses `config` and takes a share of the pooled client for its endpoint, connecting (and
-    /// `PING`ing) if no scaler uses that endpoint yet.
-    pub async fn new(
+impl ScalerKind for RedisListScaler {
+    type Metadata = RedisListMetadata;
+
+    fn parse(config: &ScalerConfig) -> Result<RedisListMetadata, ScalerError> {
+        parse_with(config, RedisTopology::of_trigger_type(&config.trigger_type))
+    }
+
+    fn metric_specs(
+        metadata: &RedisListMetadata,
         config: &ScalerConfig,
+    ) -> Option<Vec<MetricSpec>> {
+        let name = normalized_metric_name(
+            config.trigger_index,
+            &format!("redis-{}", metadata.list_name),
+        );
+        Some(vec![MetricSpec::external(
+            name,
+            MetricTarget::count(metadata.metric_type, metadata.list_length),
+        )])
+    }
+
+    /// Takes a share of the pooled client for the endpoint, connecting (and `PING`ing) if no
+    /// scaler uses that endpoint yet.
+    async fn connect(
+        metadata: RedisListMetadata,
+        _config: &ScalerConfig,
         pools: &Pools,
-        topology: RedisTopology,
-    ) -> Result<Self, ScalerError> {
-        let metadata = parse(config, topology)?;
-        let trigger = config.trigger_label();
-        let lease = pools
-            .redis()
-            .get_or_connect(&metadata.endpoint, || {
+    ) -> Result<Self, ConnectError> {
+        let client = pools
+            .lease(&metadata.endpoint, || {
                 RedisClient::connect(&metadata.endpoint)
             })
-            .await
-            .map_err(|message| ScalerError::backend(trigger.clone(), message))?;
-        Ok(Self {
-            metric_name: normalized_metric_name(
-                config.trigger_index,
-                &format!("redis-{}", metadata.list_name),
-            ),
-            trigger,
-            metadata,
-            client: Mutex::new(Some(lease)),
-        })
+            .await?;
+        Ok(Self { metadata, client })
     }
 
-    /// The parsed trigger.
-    pub fn metadata(&self) -> &RedisListMetadata {
-        &self.metadata
-    }
-
-    fn lease(&self) -> Option<Lease<RedisClient>> {
-        self.client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    async fn length(&self) -> Result<i64, ScalerError> {
-        let Some(client) = self.lease() else {
-            return Err(ScalerError::backend(&self.trigger, "scaler is closed"));
-        };
+    async fn read(&self, metric_name: &str) -> Result<Reading, BackendError> {
         let mut invocation = LENGTH_SCRIPT.prepare_invoke();
         invocation.key(&self.metadata.list_name);
-        let result = tokio::time::timeout(POLL_TIMEOUT, client.invoke_script::<i64>(&invocation))
+        let length = self
+            .client
+            .invoke_script::<i64>(&invocation)
             .await
-            .map_err(|_| {
-                ScalerError::backend(
-                    &self.trigger,
-                    format!(
-                        "error getting list length: no answer from {} within {POLL_TIMEOUT:?}",
-                        client.description()
-                    ),
-                )
-            })?;
-        result.map_err(|e| {
-            ScalerError::backend(&self.trigger, format!("error getting list length: {e}"))
-        })
+            .map_err(|e| backend_error(&e).context("error getting list length"))?;
+        Ok(Reading::count(
+            metric_name,
+            length,
+            self.metadata.activation_list_length,
+        ))
     }
-}
-
-#[async_trait]
-impl Scaler for RedisListScaler {
-    fn metric_specs(&self) -> Vec<MetricSpec> {
-        #[allow(clippy::cast_precision_loss)]
-        let target = self.metadata.list_length as f64;
-        vec![MetricSpec::external(
-            self.metric_name.clone(),
-            MetricTarget::new(self.metadata.metric_type, target),
-        )]
-    }
-
-    async fn metrics_and_activity(
-        &self,
-        metric_name: &str,
-    ) -> Result<(Vec<MetricValue>, bool), ScalerError> {
-        let length = self.length().await.inspect_err(|e| {
-            tracing::warn!(trigger = %self.trigger, error = %e, "redis poll failed");
-        })?;
-        #[allow(clippy::cast_precision_loss)]
-        let value = MetricValue::new(metric_name, length as f64);
-        Ok((vec![value], length > self.metadata.activation_list_length))
-    }
-
-    async fn close(&self) {
-        // Dropping the lease lets the pool close the client once no other scaler uses it.
-        self.client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
-}
-
-impl std::fmt::Debug for RedisListScaler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisListScaler")
-            .field("trigger", &self.trigger)
-            .field("metric_name", &self.metric_name)
-            .field("metadata", &self.metadata)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Registry constructor for `topology`.
-pub(crate) async fn build(
-    config: &ScalerConfig,
-    pools: &Pools,
-    topology: RedisTopology,
-) -> Result<Arc<dyn Scaler>, ScalerError> {
-    Ok(Arc::new(
-        RedisListScaler::new(config, pools, topology).await?,
-    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ERR_NO_ADDRESSES, ERR_UNEQUAL_HOSTS_AND_PORTS, HostPort};
     use super::*;
-    use crate::clients::redis::{ERR_NO_ADDRESSES, ERR_UNEQUAL_HOSTS_AND_PORTS, HostPort};
 
     fn config(
         trigger_type: &str,
@@ -224,7 +179,7 @@ mod tests {
         metadata: &[(&str, &str)],
         auth: &[(&str, &str)],
     ) -> Result<RedisListMetadata, ScalerError> {
-        parse(&config("redis", metadata, auth, &[]), RedisTopology::Single)
+        parse_with(&config("redis", metadata, auth, &[]), RedisTopology::Single)
     }
 
     fn hp(host: &str, port: u16) -> HostPort {
@@ -268,7 +223,7 @@ mod tests {
             &[],
             ENV,
         );
-        let meta = parse(&cfg, RedisTopology::Single).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Single).unwrap();
         assert_eq!(meta.list_name, "mylist");
         assert_eq!(meta.list_length, 10);
         assert_eq!(meta.activation_list_length, 0);
@@ -289,7 +244,7 @@ mod tests {
             &[],
             ENV,
         );
-        let meta = parse(&cfg, RedisTopology::Single).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Single).unwrap();
         assert_eq!(meta.endpoint.addresses, [hp("localhost", 6379)]);
     }
 
@@ -301,7 +256,7 @@ mod tests {
             &[],
             ENV,
         );
-        let err = parse(&cfg, RedisTopology::Single).unwrap_err();
+        let err = parse_with(&cfg, RedisTopology::Single).unwrap_err();
         assert_eq!(err.parameter(), Some("host"));
         assert_eq!(err.message(), ERR_NO_ADDRESSES);
     }
@@ -339,7 +294,7 @@ mod tests {
             &[],
             ENV,
         );
-        let err = parse(&cfg, RedisTopology::Single).unwrap_err();
+        let err = parse_with(&cfg, RedisTopology::Single).unwrap_err();
         assert_eq!(err.message(), ERR_NO_ADDRESSES);
     }
 
@@ -479,7 +434,7 @@ mod tests {
             &[],
             &[],
         );
-        let err = parse(&cfg, RedisTopology::Cluster).unwrap_err();
+        let err = parse_with(&cfg, RedisTopology::Cluster).unwrap_err();
         assert_eq!(err.parameter(), Some("hosts"));
         assert_eq!(err.message(), ERR_UNEQUAL_HOSTS_AND_PORTS);
     }
@@ -492,7 +447,7 @@ mod tests {
             &[("hosts", "   a, b,    c "), ("ports", "1, 2, 3")],
             &[],
         );
-        let meta = parse(&cfg, RedisTopology::Cluster).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Cluster).unwrap();
         assert_eq!(
             meta.endpoint.addresses,
             [hp("a", 1), hp("b", 2), hp("c", 3)]
@@ -507,7 +462,7 @@ mod tests {
             &[("addresses", ":7001, :7002")],
             &[],
         );
-        let meta = parse(&cfg, RedisTopology::Cluster).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Cluster).unwrap();
         assert_eq!(meta.list_length, 5);
         assert_eq!(meta.database_index, 3);
         assert_eq!(meta.endpoint.database, 0, "clusters ignore databaseIndex");
@@ -530,7 +485,7 @@ mod tests {
             &[],
             &[],
         );
-        let meta = parse(&cfg, RedisTopology::Cluster).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Cluster).unwrap();
         assert_eq!(
             meta.endpoint.addresses,
             [hp("x", 9), hp("a", 1), hp("b", 2)]
@@ -568,7 +523,7 @@ mod tests {
             ENV,
         );
         assert_eq!(
-            parse(&cfg, RedisTopology::Single)
+            parse_with(&cfg, RedisTopology::Single)
                 .unwrap()
                 .endpoint
                 .password
@@ -586,7 +541,7 @@ mod tests {
             ENV,
         );
         assert_eq!(
-            parse(&cfg, RedisTopology::Single)
+            parse_with(&cfg, RedisTopology::Single)
                 .unwrap()
                 .endpoint
                 .password
@@ -604,7 +559,7 @@ mod tests {
             ENV,
         );
         assert_eq!(
-            parse(&cfg, RedisTopology::Single)
+            parse_with(&cfg, RedisTopology::Single)
                 .unwrap()
                 .endpoint
                 .addresses,
@@ -622,14 +577,14 @@ mod tests {
         ];
         let auth = [("sentinelPassword", "spw"), ("sentinelUsername", "su")];
         let cfg = config("redis-sentinel", &metadata, &auth, &[]);
-        let meta = parse(&cfg, RedisTopology::Sentinel).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Sentinel).unwrap();
         assert_eq!(meta.endpoint.addresses.len(), 2);
         assert_eq!(meta.endpoint.sentinel_master.as_deref(), Some("mymaster"));
         assert_eq!(meta.endpoint.sentinel_password.as_deref(), Some("spw"));
         assert_eq!(meta.endpoint.sentinel_username.as_deref(), Some("su"));
         assert_eq!(meta.endpoint.database, 2);
         let cfg = config("redis", &metadata, &auth, &[]);
-        let meta = parse(&cfg, RedisTopology::Single).unwrap();
+        let meta = parse_with(&cfg, RedisTopology::Single).unwrap();
         assert_eq!(meta.endpoint.sentinel_master, None);
         assert_eq!(meta.endpoint.addresses.len(), 1);
     }
@@ -653,11 +608,11 @@ mod tests {
     fn utilization_metric_type_is_rejected() {
         let mut cfg = config("redis", &[("listName", "l"), ("address", "a:1")], &[], &[]);
         cfg.metric_type = MetricTargetKind::Utilization;
-        let err = parse(&cfg, RedisTopology::Single).unwrap_err();
+        let err = parse_with(&cfg, RedisTopology::Single).unwrap_err();
         assert_eq!(err.parameter(), Some("metricType"));
         cfg.metric_type = MetricTargetKind::Value;
         assert_eq!(
-            parse(&cfg, RedisTopology::Single).unwrap().metric_type,
+            parse_with(&cfg, RedisTopology::Single).unwrap().metric_type,
             MetricTargetKind::Value
         );
     }

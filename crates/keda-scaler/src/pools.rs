@@ -2,24 +2,31 @@
 //! handed out as [`Lease`]s. The pool keeps only weak references: when the last scaler holding a
 //! lease is dropped or closed, the client and its connections go away.
 
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::time::Instant;
 
-use crate::clients::azure_servicebus::{ServiceBusClient, ServiceBusEndpoint};
-use crate::clients::external::{ExternalClient, ExternalEndpoint};
-use crate::clients::gcp::{MonitoringClient, ServiceAccountKey};
-use crate::clients::http::{HttpClient, HttpIdentity};
-use crate::clients::kafka::{KafkaClient, KafkaEndpoint};
-use crate::clients::rabbitmq::{AmqpClient, AmqpEndpoint, HttpClientKey, ManagementClient};
-use crate::clients::redis::{RedisClient, RedisEndpoint};
-use crate::clients::sqs::{SqsClient, SqsEndpoint};
+use tokio::time::Instant;
 
-/// Every client pool of the process. Cheap to clone; clones share the pools.
+use crate::error::BackendError;
+use crate::settings::ScalerSettings;
+
+/// A client that scalers share through [`Pools`]: its key says which connections are
+/// interchangeable (addresses, credentials, TLS). Implementing it is all a new backend does to get
+/// a pool; no shared file changes.
+pub trait PooledClient: Send + Sync + 'static {
+    /// What makes two clients interchangeable.
+    type Key: Clone + Eq + Hash + Send + Sync + 'static;
+    /// The backend's name, for `Debug` and telemetry (`redis`, `kafka`, …).
+    const KIND: &'static str;
+}
+
+/// Every client pool of the process, one per client type, plus the settings clients are built
+/// with. Cheap to clone; clones share the pools.
 #[derive(Clone, Default)]
 pub struct Pools {
     inner: Arc<PoolsInner>,
@@ -27,121 +34,123 @@ pub struct Pools {
 
 #[derive(Default)]
 struct PoolsInner {
-    redis: KeyedPool<RedisEndpoint, RedisClient>,
-    http: KeyedPool<HttpIdentity, HttpClient>,
-    external: KeyedPool<ExternalEndpoint, ExternalClient>,
-    azure_servicebus: KeyedPool<ServiceBusEndpoint, ServiceBusClient>,
-    gcp_monitoring: KeyedPool<ServiceAccountKey, MonitoringClient>,
-    gcp_monitoring_endpoint: OnceLock<String>,
-    kafka: KeyedPool<KafkaEndpoint, KafkaClient>,
-    rabbitmq_amqp: KeyedPool<AmqpEndpoint, AmqpClient>,
-    rabbitmq_http: KeyedPool<HttpClientKey, ManagementClient>,
-    sqs: KeyedPool<SqsEndpoint, SqsClient>,
+    settings: ScalerSettings,
+    by_type: Mutex<HashMap<TypeId, Arc<dyn ErasedPool>>>,
+}
+
+/// A pool whose client type is known only to the code that made it.
+trait ErasedPool: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn live_clients(&self) -> usize;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+struct TypedPool<C: PooledClient>(KeyedPool<C::Key, C>);
+
+impl<C: PooledClient> ErasedPool for TypedPool<C> {
+    fn kind(&self) -> &'static str {
+        C::KIND
+    }
+
+    fn live_clients(&self) -> usize {
+        self.0.live_clients()
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 impl Pools {
-    /// Empty pools.
+    /// Empty pools with default settings.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Redis / Redis Cluster / Redis Sentinel clients.
-    pub fn redis(&self) -> &KeyedPool<RedisEndpoint, RedisClient> {
-        &self.inner.redis
+    /// Empty pools whose clients are built with `settings`.
+    pub fn with_settings(settings: ScalerSettings) -> Self {
+        Self {
+            inner: Arc::new(PoolsInner {
+                settings,
+                by_type: Mutex::default(),
+            }),
+        }
     }
 
-    /// HTTP clients (prometheus, metrics-api), one per TLS/timeout identity.
-    pub fn http(&self) -> &KeyedPool<HttpIdentity, HttpClient> {
-        &self.inner.http
+    /// The settings clients and scalers are built with.
+    pub fn settings(&self) -> &ScalerSettings {
+        &self.inner.settings
     }
 
-    /// gRPC channels to `external` / `external-push` scalers.
-    pub fn external(&self) -> &KeyedPool<ExternalEndpoint, ExternalClient> {
-        &self.inner.external
+    fn pool<C: PooledClient>(&self) -> Arc<TypedPool<C>> {
+        let erased = {
+            let mut by_type = self
+                .inner
+                .by_type
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(by_type.entry(TypeId::of::<C>()).or_insert_with(|| {
+                Arc::new(TypedPool::<C>(KeyedPool::default())) as Arc<dyn ErasedPool>
+            }))
+        };
+        match erased.as_any().downcast::<TypedPool<C>>() {
+            Ok(pool) => pool,
+            // Entries are keyed by the TypeId of the very type they hold, so this cannot differ;
+            // a fresh, unshared pool is still a correct (if wasteful) answer.
+            Err(_) => Arc::new(TypedPool(KeyedPool::default())),
+        }
     }
 
-    /// Azure Service Bus namespaces (per endpoint and credential).
-    pub fn azure_servicebus(&self) -> &KeyedPool<ServiceBusEndpoint, ServiceBusClient> {
-        &self.inner.azure_servicebus
+    /// The client of type `C` for `key`, connecting with `connect` if no live one exists. A failed
+    /// attempt fails every caller that was waiting for it; a later call tries again.
+    pub async fn lease<C, F, Fut>(&self, key: &C::Key, connect: F) -> Result<Lease<C>, BackendError>
+    where
+        C: PooledClient,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<C, BackendError>>,
+    {
+        self.pool::<C>().0.get_or_connect(key, connect).await
     }
 
-    /// Cloud Monitoring clients (per service account; each caches its access token).
-    pub fn gcp_monitoring(&self) -> &KeyedPool<ServiceAccountKey, MonitoringClient> {
-        &self.inner.gcp_monitoring
-    }
-
-    /// The Cloud Monitoring base URL: set once (tests, private endpoints), else the environment's
-    /// `KEDA_RS_GCP_MONITORING_ENDPOINT`, else `https://monitoring.googleapis.com`.
-    pub fn gcp_monitoring_endpoint(&self) -> &str {
-        self.inner.gcp_monitoring_endpoint.get_or_init(|| {
-            std::env::var(crate::clients::gcp::MONITORING_ENDPOINT_ENV)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| crate::clients::gcp::MONITORING_ENDPOINT.to_owned())
-        })
-    }
-
-    /// Overrides the Cloud Monitoring base URL; false when it was already fixed.
-    pub fn set_gcp_monitoring_endpoint(&self, url: impl Into<String>) -> bool {
-        self.inner.gcp_monitoring_endpoint.set(url.into()).is_ok()
-    }
-
-    /// Kafka clusters (one admin client per bootstrap servers + credentials).
-    pub fn kafka(&self) -> &KeyedPool<KafkaEndpoint, KafkaClient> {
-        &self.inner.kafka
-    }
-
-    /// RabbitMQ AMQP connections, one per broker URI (credentials and vhost included).
-    pub fn rabbitmq_amqp(&self) -> &KeyedPool<AmqpEndpoint, AmqpClient> {
-        &self.inner.rabbitmq_amqp
-    }
-
-    /// RabbitMQ management-API HTTP clients, one per TLS setting and timeout.
-    pub fn rabbitmq_http(&self) -> &KeyedPool<HttpClientKey, ManagementClient> {
-        &self.inner.rabbitmq_http
-    }
-
-    /// Amazon SQS clients, one per region, endpoint and credentials.
-    pub fn sqs(&self) -> &KeyedPool<SqsEndpoint, SqsClient> {
-        &self.inner.sqs
+    /// Connected clients of type `C` still used by at least one scaler.
+    pub fn live_clients_of<C: PooledClient>(&self) -> usize {
+        self.pool::<C>().0.live_clients()
     }
 
     /// Connected clients still used by at least one scaler, over all backends.
     pub fn live_clients(&self) -> usize {
-        self.inner.redis.live_clients()
-            + self.inner.http.live_clients()
-            + self.inner.external.live_clients()
-            + self.inner.azure_servicebus.live_clients()
-            + self.inner.gcp_monitoring.live_clients()
-            + self.inner.kafka.live_clients()
-            + self.inner.rabbitmq_amqp.live_clients()
-            + self.inner.rabbitmq_http.live_clients()
-            + self.inner.sqs.live_clients()
+        self.live_clients_by_kind().values().sum()
+    }
+
+    /// Connected clients per backend kind.
+    pub fn live_clients_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let pools: Vec<_> = self
+            .inner
+            .by_type
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(Arc::clone)
+            .collect();
+        let mut counts = BTreeMap::new();
+        for pool in pools {
+            *counts.entry(pool.kind()).or_insert(0) += pool.live_clients();
+        }
+        counts
     }
 }
 
 impl fmt::Debug for Pools {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pools")
-            .field("redis_live_clients", &self.inner.redis.live_clients())
-            .field("http_live_clients", &self.inner.http.live_clients())
-            .field("external_live_clients", &self.inner.external.live_clients())
-            .field("kafka_live_clients", &self.inner.kafka.live_clients())
-            .field(
-                "rabbitmq_amqp_live_clients",
-                &self.inner.rabbitmq_amqp.live_clients(),
-            )
-            .field(
-                "rabbitmq_http_live_clients",
-                &self.inner.rabbitmq_http.live_clients(),
-            )
-            .field("sqs_live_clients", &self.inner.sqs.live_clients())
+            .field("live_clients", &self.live_clients_by_kind())
+            .field("settings", &self.inner.settings)
             .finish()
     }
 }
 
 /// Clients of one backend kind, keyed by identity; `E` is the connect error.
-pub struct KeyedPool<K, V, E = String> {
+pub struct KeyedPool<K, V, E = BackendError> {
     slots: Mutex<HashMap<K, Weak<Slot<V, E>>>>,
 }
 
@@ -235,7 +244,7 @@ impl<K: Eq + Hash + Clone, V, E: Clone> KeyedPool<K, V, E> {
 }
 
 /// A scaler's share of a pooled client; the client lives while any lease does.
-pub struct Lease<V, E = String> {
+pub struct Lease<V, E = BackendError> {
     // Keeps the pool entry alive, so later users of the same identity find this client.
     _slot: Arc<Slot<V, E>>,
     client: Arc<V>,
@@ -294,6 +303,57 @@ mod tests {
         assert_eq!(*a3, 2, "a fresh client after the old one was dropped");
         drop((a3, b));
         assert_eq!(pool.live_clients(), 0);
+    }
+
+    struct Alpha(u8);
+    impl PooledClient for Alpha {
+        type Key = &'static str;
+        const KIND: &'static str = "alpha";
+    }
+    #[derive(Debug)]
+    struct Beta;
+    impl PooledClient for Beta {
+        type Key = u16;
+        const KIND: &'static str = "beta";
+    }
+
+    #[tokio::test]
+    async fn pools_are_kept_per_client_type() {
+        let pools = Pools::new();
+        let a = pools
+            .lease::<Alpha, _, _>(&"x", || async { Ok(Alpha(1)) })
+            .await
+            .unwrap();
+        let a2 = pools
+            .lease::<Alpha, _, _>(&"x", || async { Ok(Alpha(2)) })
+            .await
+            .unwrap();
+        assert!(a.same_client(&a2), "same type and key share one client");
+        assert_eq!(a2.0, 1);
+        let b = pools
+            .lease::<Beta, _, _>(&7, || async { Ok(Beta) })
+            .await
+            .unwrap();
+        assert_eq!(pools.live_clients_of::<Alpha>(), 1);
+        assert_eq!(pools.live_clients(), 2);
+        assert_eq!(
+            pools.live_clients_by_kind(),
+            BTreeMap::from([("alpha", 1), ("beta", 1)])
+        );
+        let clone = pools.clone();
+        drop((a, a2));
+        assert_eq!(
+            clone.live_clients_of::<Alpha>(),
+            0,
+            "clones share the pools"
+        );
+        let err = pools
+            .lease::<Beta, _, _>(&8, || async { Err(BackendError::connect("refused")) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, crate::error::BackendKind::Connect);
+        drop(b);
+        assert_eq!(pools.live_clients(), 0);
     }
 
     #[tokio::test]

@@ -42,9 +42,144 @@ pub enum ScalerError {
     Backend {
         /// The trigger, as for [`ScalerError::Config`].
         trigger: String,
+        /// What kind of failure it was (a metric label, an input to fallback).
+        kind: BackendKind,
         /// What failed, including the backend's own error text.
         message: String,
     },
+}
+
+/// How a backend failed. Stable names for metric labels; fallback and logs may treat kinds apart
+/// (a missing queue is not an outage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// The backend could not be reached or the connection could not be set up (DNS, TCP, TLS).
+    Connect,
+    /// No answer in time.
+    Timeout,
+    /// The backend refused the credentials or the permission.
+    Auth,
+    /// What the trigger names (queue, topic, key, subscription) does not exist.
+    NotFound,
+    /// The backend answered, but with an error or something that cannot be used.
+    Protocol,
+    /// The scaler was closed.
+    Closed,
+}
+
+impl BackendKind {
+    /// Lower-case name, e.g. for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Auth => "auth",
+            Self::NotFound => "not_found",
+            Self::Protocol => "protocol",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure of a backend client, before it is tied to a trigger. `Clone` because a pooled
+/// connect attempt's failure is shared by every caller that waited on it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// The kind of failure.
+    pub kind: BackendKind,
+    /// What failed, with the backend's or the library's own text.
+    pub message: String,
+}
+
+impl BackendError {
+    /// An error of `kind`.
+    pub fn new(kind: BackendKind, message: impl fmt::Display) -> Self {
+        Self {
+            kind,
+            message: message.to_string(),
+        }
+    }
+
+    /// [`BackendKind::Connect`].
+    pub fn connect(message: impl fmt::Display) -> Self {
+        Self::new(BackendKind::Connect, message)
+    }
+
+    /// [`BackendKind::Timeout`].
+    pub fn timeout(message: impl fmt::Display) -> Self {
+        Self::new(BackendKind::Timeout, message)
+    }
+
+    /// [`BackendKind::Auth`].
+    pub fn auth(message: impl fmt::Display) -> Self {
+        Self::new(BackendKind::Auth, message)
+    }
+
+    /// [`BackendKind::NotFound`].
+    pub fn not_found(message: impl fmt::Display) -> Self {
+        Self::new(BackendKind::NotFound, message)
+    }
+
+    /// [`BackendKind::Protocol`].
+    pub fn protocol(message: impl fmt::Display) -> Self {
+        Self::new(BackendKind::Protocol, message)
+    }
+
+    /// [`BackendKind::Closed`].
+    pub fn closed() -> Self {
+        Self::new(BackendKind::Closed, "scaler is closed")
+    }
+
+    /// The same kind, with `context` put before the message (`error getting list length: …`).
+    #[must_use]
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+/// Why a scaler could not be connected: its metadata turned out unusable only at build time
+/// (e.g. a mode keda-rs does not support) or its backend failed. The wrapper adds the trigger.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// A configuration problem about `parameter`.
+    #[error("parameter \"{parameter}\": {message}")]
+    Config {
+        /// The parameter, spelled as in the trigger.
+        parameter: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl ConnectError {
+    /// A configuration problem about `parameter`.
+    pub fn config(parameter: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Config {
+            parameter: parameter.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Ties the error to `trigger`.
+    pub fn into_scaler_error(self, trigger: impl Into<String>) -> ScalerError {
+        match self {
+            Self::Config { parameter, message } => ScalerError::config(trigger, parameter, message),
+            Self::Backend(e) => ScalerError::from_backend(trigger, e),
+        }
+    }
 }
 
 fn display_config(trigger: &str, parameter: &str, message: &str) -> String {
@@ -72,10 +207,32 @@ impl ScalerError {
     }
 
     /// A backend error of `trigger`.
-    pub fn backend(trigger: impl Into<String>, message: impl fmt::Display) -> Self {
+    pub fn backend(
+        trigger: impl Into<String>,
+        kind: BackendKind,
+        message: impl fmt::Display,
+    ) -> Self {
         Self::Backend {
             trigger: trigger.into(),
+            kind,
             message: message.to_string(),
+        }
+    }
+
+    /// `error` of the backend of `trigger`.
+    pub fn from_backend(trigger: impl Into<String>, error: BackendError) -> Self {
+        Self::Backend {
+            trigger: trigger.into(),
+            kind: error.kind,
+            message: error.message,
+        }
+    }
+
+    /// The kind of a backend error.
+    pub fn backend_kind(&self) -> Option<BackendKind> {
+        match self {
+            Self::Config { .. } => None,
+            Self::Backend { kind, .. } => Some(*kind),
         }
     }
 
@@ -147,11 +304,16 @@ mod tests {
 
     #[test]
     fn backend_errors_are_not_config_errors() {
-        let err = ScalerError::backend("redis trigger 0", "connection to redis failed: refused");
+        let err = ScalerError::backend(
+            "redis trigger 0",
+            BackendKind::Connect,
+            "connection to redis failed: refused",
+        );
         assert!(err.is_backend());
         assert!(!err.is_config());
         assert_eq!(err.parameter(), None);
         assert_eq!(err.kind().as_str(), "backend");
+        assert_eq!(err.backend_kind(), Some(BackendKind::Connect));
         assert_eq!(
             err.to_string(),
             "redis trigger 0: connection to redis failed: refused"

@@ -9,8 +9,8 @@
 //! follow KEDA's (`missing required parameter "x" in [triggerMetadata]`, `unable to set param …`).
 //!
 //! ```
-//! use keda_scalers::params::{MetadataParser, METADATA};
-//! use keda_scalers::ScalerConfig;
+//! use keda_scaler::params::{MetadataParser, METADATA};
+//! use keda_scaler::ScalerConfig;
 //!
 //! let config = ScalerConfig::new("redis", 0).with_metadata([("listName", "jobs")]);
 //! let mut p = MetadataParser::new(&config);

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::clients::http::GetRequest;
+use crate::http::GetRequest;
 use crate::params::{AUTH_PARAMS, METADATA_AUTH, MetadataParser};
 use crate::tls::TlsSettings;
 

@@ -1,6 +1,11 @@
-//! Redis connection parameters (shared by the list and streams scalers), the backend identity that
-//! keys the pool, and the pooled client: one multiplexed connection per identity for single nodes
-//! and sentinel masters, one cluster connection (one socket per node) for clusters.
+//! The redis family: `redis`, `redis-cluster`, `redis-sentinel` (list length, [`list`]) and their
+//! `-streams` variants ([`streams`]). This module holds what they share: connection parameters,
+//! the backend identity that keys the pool, and the pooled client: one multiplexed connection per
+//! identity for single nodes and sentinel masters, one cluster connection (one socket per node) for
+//! clusters.
+
+pub mod list;
+pub mod streams;
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -18,9 +23,11 @@ use redis::{
     ScriptInvocation, TlsCertificates, TlsMode, Value,
 };
 
+use crate::error::BackendError;
 use crate::params::{
     AUTH_PARAMS, METADATA_AUTH_ENV, METADATA_ENV_AUTH, MetadataParser, parse_bool,
 };
+use crate::pools::PooledClient;
 use crate::tls::{TlsSettings, ensure_crypto_provider};
 
 /// Connect attempts give up after this long.
@@ -46,6 +53,17 @@ pub enum RedisTopology {
 }
 
 impl RedisTopology {
+    /// The topology a trigger type names (`redis-cluster`, `redis-sentinel-streams`, …).
+    pub fn of_trigger_type(trigger_type: &str) -> Self {
+        if trigger_type.starts_with("redis-cluster") {
+            Self::Cluster
+        } else if trigger_type.starts_with("redis-sentinel") {
+            Self::Sentinel
+        } else {
+            Self::Single
+        }
+    }
+
     /// The word KEDA uses in `connection to redis… failed`.
     fn failure_prefix(self) -> &'static str {
         match self {
@@ -417,13 +435,13 @@ impl ConnectionLike for AnyConn {
 impl RedisClient {
     /// Connects to `endpoint` and checks the connection with `PING`. Errors carry KEDA's
     /// `connection to redis… failed: …` prefix.
-    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Self, String> {
+    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Self, BackendError> {
         let prefix = endpoint.topology.failure_prefix();
         let client = Self::open(endpoint)
             .await
-            .map_err(|e| format!("{prefix}: {e}"))?;
+            .map_err(|e| backend_error(&e).context(prefix))?;
         let pong: RedisResult<String> = client.query(&redis::cmd("PING")).await;
-        pong.map_err(|e| format!("{prefix}: {e}"))?;
+        pong.map_err(|e| backend_error(&e).context(prefix))?;
         tracing::debug!(endpoint = %client.description, "connected to redis");
         Ok(client)
     }
@@ -566,6 +584,30 @@ impl RedisClient {
         let result = invocation.invoke_async(&mut conn).await;
         self.observe(&result);
         result
+    }
+}
+
+impl PooledClient for RedisClient {
+    type Key = RedisEndpoint;
+    const KIND: &'static str = "redis";
+}
+
+/// Classifies a redis error.
+pub fn backend_error(e: &RedisError) -> BackendError {
+    let message = e.to_string();
+    if e.is_timeout() {
+        BackendError::timeout(message)
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        BackendError::connect(message)
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+    {
+        BackendError::auth(message)
+    } else {
+        BackendError::protocol(message)
     }
 }
 

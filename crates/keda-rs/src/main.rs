@@ -25,6 +25,8 @@ enum Command {
     Crds(cmd::crds::Args),
     /// Check KEDA manifests offline; exit 0 when valid, 1 when any object is invalid, 2 on unreadable input.
     Validate(cmd::validate::Args),
+    /// List the trigger types built in; `--schema` prints their parameters as KEDA's scalers-schema.yaml does.
+    Scalers(cmd::scalers::Args),
     /// Print version information.
     Version,
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Operator(args) => cmd::operator::run(&args),
         Command::Crds(args) => cmd::crds::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
+        Command::Scalers(args) => cmd::scalers::run(&args),
         Command::Version => {
             println!(
                 "keda-rs {} (API {}, KEDA v2.20 compatible)",

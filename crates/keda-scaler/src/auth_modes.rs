@@ -5,8 +5,9 @@
 
 use std::fmt;
 
+use crate::ScalerMetadata;
 use crate::http::GetRequest;
-use crate::params::{AUTH_PARAMS, METADATA_AUTH, MetadataParser};
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::tls::TlsSettings;
 
 /// The mode names, as written in `authModes`.
@@ -42,6 +43,48 @@ pub struct AuthModes {
     pub client_id: Option<String>,
 }
 
+/// The block's parameters, in KEDA's order. `clientSecret`, `scopes` and `endpointParams` are
+/// read so they count as declared; no scaler using this block does oauth.
+#[derive(ScalerMetadata)]
+struct AuthModeParams {
+    #[param(name = "authModes", alias = "authMode", from = METADATA_AUTH, one_of = ["apiKey", "basic", "tls", "bearer", "custom", "oauth"], exclusive = ["bearer", "basic", "oauth"])]
+    modes: Option<Vec<String>>,
+    #[param(name = "bearerToken", alias = "token", from = AUTH_PARAMS)]
+    bearer_token: Option<String>,
+    #[param(name = "username", from = AUTH_PARAMS)]
+    username: Option<String>,
+    #[param(name = "password", from = AUTH_PARAMS)]
+    password: Option<String>,
+    #[param(name = "cert", from = AUTH_PARAMS)]
+    cert: Option<String>,
+    #[param(name = "key", from = AUTH_PARAMS)]
+    key: Option<String>,
+    #[param(name = "keyPassword", from = AUTH_PARAMS)]
+    key_password: Option<String>,
+    #[param(name = "ca", from = AUTH_PARAMS)]
+    ca: Option<String>,
+    #[param(name = "oauthTokenURI", from = AUTH_PARAMS)]
+    oauth_token_uri: Option<String>,
+    #[param(name = "clientID", from = AUTH_PARAMS)]
+    client_id: Option<String>,
+    #[param(name = "clientSecret", from = AUTH_PARAMS)]
+    _client_secret: Option<String>,
+    #[param(name = "scopes", alias = "scope", from = AUTH_PARAMS)]
+    _scopes: Option<Vec<String>>,
+    #[param(name = "endpointParams", from = AUTH_PARAMS)]
+    _endpoint_params: Option<String>,
+    #[param(name = "customAuthHeader", from = AUTH_PARAMS)]
+    custom_header: Option<String>,
+    #[param(name = "customAuthValue", from = AUTH_PARAMS)]
+    custom_value: Option<String>,
+    #[param(name = "apiKey", from = METADATA_AUTH)]
+    api_key: Option<String>,
+    #[param(name = "method", from = METADATA_AUTH, one_of = ["header", "query"], default = "header", optional)]
+    method: String,
+    #[param(name = "keyParamName", from = METADATA_AUTH)]
+    key_param_name: Option<String>,
+}
+
 fn presence(v: Option<&String>) -> &'static str {
     if v.is_some() { "<present>" } else { "<empty>" }
 }
@@ -52,73 +95,10 @@ impl AuthModes {
         self.modes.iter().any(|m| m == mode)
     }
 
-    /// Reads the block into `p`, recording KEDA's validation errors.
+    /// Reads the block into `p`, recording KEDA's validation errors (the same as
+    /// [`FromParams::from_params`], for scalers that read it by hand).
     pub fn parse(p: &mut MetadataParser<'_>) -> Self {
-        let modes: Vec<String> = p
-            .param("authModes")
-            .alias("authMode")
-            .from(METADATA_AUTH)
-            .one_of(MODES)
-            .exclusive(&["bearer", "basic", "oauth"])
-            .with_default(Vec::new());
-        let auth = |p: &mut MetadataParser<'_>, name: &'static str| -> Option<String> {
-            p.param(name).from(AUTH_PARAMS).optional()
-        };
-        let bearer_token = p
-            .param("bearerToken")
-            .alias("token")
-            .from(AUTH_PARAMS)
-            .optional::<String>();
-        let username = auth(p, "username");
-        let password = auth(p, "password");
-        let cert = auth(p, "cert");
-        let key = auth(p, "key");
-        let key_password = auth(p, "keyPassword");
-        let ca = auth(p, "ca");
-        let oauth_token_uri = auth(p, "oauthTokenURI");
-        let client_id = auth(p, "clientID");
-        let _client_secret = auth(p, "clientSecret");
-        let _scopes: Option<Vec<String>> = p
-            .param("scopes")
-            .alias("scope")
-            .from(AUTH_PARAMS)
-            .optional();
-        let _endpoint_params = auth(p, "endpointParams");
-        let custom_header = auth(p, "customAuthHeader");
-        let custom_value = auth(p, "customAuthValue");
-        let api_key = p.param("apiKey").from(METADATA_AUTH).optional::<String>();
-        let method: String = p
-            .param("method")
-            .from(METADATA_AUTH)
-            .one_of(&["header", "query"])
-            .with_default("header".to_owned());
-        let key_param_name = p
-            .param("keyParamName")
-            .from(METADATA_AUTH)
-            .optional::<String>();
-
-        let this = Self {
-            modes,
-            bearer_token,
-            username,
-            password,
-            tls: TlsSettings {
-                cert,
-                key,
-                key_password,
-                ca,
-                unsafe_ssl: false,
-            },
-            custom_header,
-            custom_value,
-            api_key,
-            api_key_in_query: method == "query",
-            key_param_name,
-            oauth_token_uri,
-            client_id,
-        };
-        this.validate(p);
-        this
+        <Self as FromParams>::from_params(p)
     }
 
     fn validate(&self, p: &mut MetadataParser<'_>) {
@@ -248,6 +228,40 @@ impl AuthModes {
     }
 }
 
+/// Flattened into the HTTP scalers' parameter structs: reads [`AuthModeParams`], then KEDA's
+/// cross-parameter checks.
+impl FromParams for AuthModes {
+    fn from_params(p: &mut MetadataParser<'_>) -> Self {
+        let params = AuthModeParams::from_params(p);
+        let this = Self {
+            modes: params.modes.unwrap_or_default(),
+            bearer_token: params.bearer_token,
+            username: params.username,
+            password: params.password,
+            tls: TlsSettings {
+                cert: params.cert,
+                key: params.key,
+                key_password: params.key_password,
+                ca: params.ca,
+                unsafe_ssl: false,
+            },
+            custom_header: params.custom_header,
+            custom_value: params.custom_value,
+            api_key: params.api_key,
+            api_key_in_query: params.method == "query",
+            key_param_name: params.key_param_name,
+            oauth_token_uri: params.oauth_token_uri,
+            client_id: params.client_id,
+        };
+        this.validate(p);
+        this
+    }
+
+    fn params() -> Vec<ParamInfo> {
+        AuthModeParams::params()
+    }
+}
+
 impl fmt::Debug for AuthModes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthModes")
@@ -260,5 +274,17 @@ impl fmt::Debug for AuthModes {
             .field("api_key", &presence(self.api_key.as_ref()))
             .field("api_key_in_query", &self.api_key_in_query)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_modes_are_the_public_list() {
+        let params = AuthModes::params();
+        assert_eq!(params[0].name, "authModes");
+        assert_eq!(params[0].allowed, MODES);
     }
 }

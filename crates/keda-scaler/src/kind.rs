@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::metrics::{MetricSpec, MetricValue};
+use crate::params::ParamInfo;
 use crate::pools::Pools;
 use crate::scaler::Scaler;
 
@@ -47,6 +48,13 @@ impl Reading {
         let value = count as f64;
         Self::value(metric_name, value, count > activation)
     }
+
+    /// A count whose activation threshold is a float (KEDA's `activationValue` of some scalers).
+    pub fn count_over(metric_name: &str, count: i64, activation: f64) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let value = count as f64;
+        Self::value(metric_name, value, value > activation)
+    }
 }
 
 /// A trigger type's implementation. The value of `Self` is the connected scaler: it holds its
@@ -57,6 +65,12 @@ pub trait ScalerKind: Send + Sync + Sized + 'static {
 
     /// Parses `config` without I/O; errors are config errors naming the parameter.
     fn parse(config: &ScalerConfig) -> Result<Self::Metadata, ScalerError>;
+
+    /// The parameter table (from the derived metadata groups the parser reads), in KEDA's
+    /// `scalers-schema.yaml` terms.
+    fn params() -> Vec<ParamInfo> {
+        Vec::new()
+    }
 
     /// The metrics this trigger feeds the HPA, from the metadata alone: used to build the HPA,
     /// by `keda-rs validate` and the webhook. `None` only where the backend tells (`external`):
@@ -157,6 +171,7 @@ pub struct Descriptor {
     pub read_timeout: Option<Duration>,
     parse: ParseFn,
     build: BuildFn,
+    params: fn() -> Vec<ParamInfo>,
 }
 
 impl Descriptor {
@@ -169,6 +184,7 @@ impl Descriptor {
             read_timeout: None,
             parse: parse_kind::<S>,
             build: build_kind::<S>,
+            params: S::params,
         }
     }
 
@@ -183,6 +199,11 @@ impl Descriptor {
     /// knows them.
     pub fn parse(&self, config: &ScalerConfig) -> Result<Option<Vec<MetricSpec>>, ScalerError> {
         (self.parse)(config)
+    }
+
+    /// The trigger type's parameters.
+    pub fn params(&self) -> Vec<ParamInfo> {
+        (self.params)()
     }
 
     /// Parses and connects `config`, sharing clients through `pools`.

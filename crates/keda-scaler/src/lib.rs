@@ -7,6 +7,9 @@
 // Tests may unwrap; library code may not (workspace lint).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// The derive names this crate by its path, here as in the scalers' crate.
+extern crate self as keda_scaler;
+
 #[cfg(feature = "http")]
 pub mod auth_modes;
 pub mod config;
@@ -24,6 +27,7 @@ pub mod tls;
 
 pub use config::{MetricTargetKind, PodIdentity, ScalerConfig};
 pub use error::{BackendError, BackendKind, ConnectError, ErrorKind, ScalerError};
+pub use keda_scaler_derive::ScalerMetadata;
 pub use kind::{ActivitySink, Descriptor, Example, Reading, ScalerKind};
 pub use metrics::{
     ExternalMetric, MetricSpec, MetricTarget, MetricValue, ResourceMetric, metric_name_with_index,

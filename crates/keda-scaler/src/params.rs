@@ -75,6 +75,42 @@ pub const AUTH_METADATA_ENV: &[Source] = &[
     Source::ResolvedEnv,
 ];
 
+/// A group of parameters parsed together: a scaler's metadata struct or a shared group (TLS, auth
+/// modes). Implemented by `#[derive(ScalerMetadata)]`.
+pub trait FromParams: Sized {
+    /// Declares and reads every parameter, in field order; problems are collected in `p`.
+    fn from_params(p: &mut MetadataParser<'_>) -> Self;
+
+    /// The parameter table, in the same order.
+    fn params() -> Vec<ParamInfo>;
+}
+
+/// One row of a trigger type's parameter table (KEDA's `scalers-schema.yaml` entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// The canonical name.
+    pub name: &'static str,
+    /// Other accepted names.
+    pub aliases: &'static [&'static str],
+    /// Where it is looked up, in order.
+    pub sources: &'static [Source],
+    /// Declared optional (KEDA's `optional` tag); a parameter that is neither optional nor has a
+    /// default is required.
+    pub optional: bool,
+    /// The value used when absent, as the schema shows it.
+    pub default: Option<&'static str>,
+    /// Allowed values (empty: any).
+    pub allowed: &'static [&'static str],
+    /// Values of which a list may hold at most one.
+    pub exclusive: &'static [&'static str],
+    /// A list separator other than the default `,`.
+    pub separator: Option<char>,
+    /// Removed: using it is an error with this message.
+    pub deprecated: Option<&'static str>,
+    /// Still accepted, on its way out.
+    pub deprecated_announce: Option<&'static str>,
+}
+
 /// A looked-up and converted value, with where it was found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found<T> {
@@ -299,6 +335,22 @@ impl<'p, 'c> Param<'p, 'c> {
     /// Absent → `default`.
     pub fn with_default<T: ParamValue>(self, default: T) -> T {
         self.optional().unwrap_or(default)
+    }
+
+    /// Absent → `raw` converted as a given value would be (KEDA's `default=` tag text). A default
+    /// that does not convert is reported like a bad value, so a wrong declaration fails every parse
+    /// of the trigger type instead of passing unnoticed.
+    pub fn with_default_text<T: ParamValue + Default>(self, raw: &'static str) -> T {
+        let canonical = self.names.first().copied().unwrap_or_default();
+        let separator = self.separator;
+        match self.lookup_and_convert::<T>() {
+            Lookup::Found(found) => found.value,
+            Lookup::Invalid => T::default(),
+            Lookup::Absent(parser) => T::parse_param(raw, separator).unwrap_or_else(|cause| {
+                parser.error(canonical, format!("invalid default {raw:?}: {cause}"));
+                T::default()
+            }),
+        }
     }
 
     /// Optional, with the name and source the value was found under (for follow-up error messages).

@@ -13,6 +13,30 @@ use crate::scaler::Scaler;
 
 /// Every built-in trigger type, sorted by name.
 pub static SCALERS: &[&Descriptor] = &[
+    #[cfg(feature = "aws-sqs-queue")]
+    &crate::aws::sqs_queue::DESCRIPTOR,
+    #[cfg(feature = "azure-servicebus")]
+    &crate::azure::servicebus::DESCRIPTOR,
+    #[cfg(feature = "cpu-memory")]
+    &crate::cpu_memory::CPU_DESCRIPTOR,
+    #[cfg(feature = "cron")]
+    &crate::cron::DESCRIPTOR,
+    #[cfg(feature = "external")]
+    &crate::external::DESCRIPTOR,
+    #[cfg(feature = "external")]
+    &crate::external::PUSH_DESCRIPTOR,
+    #[cfg(feature = "gcp-pubsub")]
+    &crate::gcp::pubsub::DESCRIPTOR,
+    #[cfg(feature = "kafka")]
+    &crate::kafka::lag::DESCRIPTOR,
+    #[cfg(feature = "cpu-memory")]
+    &crate::cpu_memory::MEMORY_DESCRIPTOR,
+    #[cfg(feature = "metrics-api")]
+    &crate::metrics_api::DESCRIPTOR,
+    #[cfg(feature = "prometheus")]
+    &crate::prometheus::DESCRIPTOR,
+    #[cfg(feature = "rabbitmq")]
+    &crate::rabbitmq::DESCRIPTOR,
     #[cfg(feature = "redis")]
     &crate::redis::list::DESCRIPTOR,
     #[cfg(feature = "redis")]
@@ -242,8 +266,7 @@ mod tests {
         let err = Registry::builtin()
             .build(&config, &Pools::new())
             .await
-            .err()
-            .expect("error");
+            .expect_err("error");
         assert!(err.is_config());
     }
 

@@ -8,7 +8,7 @@ mod doubles;
 
 use doubles::gcp::GcpDouble;
 use keda_scalers::testing::{ComplianceCase, check_live, check_parsing};
-use keda_scalers::{Pools, Registry, Scaler, ScalerConfig};
+use keda_scalers::{Pools, Registry, Scaler, ScalerConfig, ScalerSettings};
 
 const SUB_METRIC: &str = "pubsub.googleapis.com/subscription/num_undelivered_messages";
 
@@ -155,9 +155,11 @@ fn metadata_table() {
 }
 
 fn pools_for(gcp: &GcpDouble) -> Pools {
-    let pools = Pools::new();
-    assert!(pools.set_gcp_monitoring_endpoint(gcp.base_url()));
-    pools
+    let mut settings = ScalerSettings::default();
+    settings
+        .endpoints
+        .insert("gcp-monitoring".into(), gcp.base_url());
+    Pools::with_settings(settings)
 }
 
 async fn build(config: &ScalerConfig, pools: &Pools) -> std::sync::Arc<Scaler> {
@@ -299,21 +301,25 @@ async fn values_queries_and_activation() {
 }
 
 #[tokio::test]
-async fn bad_resource_names_are_config_errors_at_poll() {
+async fn bad_resource_names_are_config_errors_at_build() {
     let gcp = GcpDouble::start().await;
     let pools = pools_for(&gcp);
     let creds = gcp.credentials_json();
     for name in ["projects/myproject/mysubscription", "goog-sub", "ab"] {
-        let s = build(
-            &cfg(
-                &[("subscriptionName", name)],
-                &[("GoogleApplicationCredentials", &creds)],
-                &[],
-            ),
-            &pools,
-        )
-        .await;
-        let err = poll(s.as_ref()).await.unwrap_err();
+        // The key's project (known once its file is read) completes the name, so the check runs
+        // when the scaler connects, not at parse time.
+        let err = Registry::builtin()
+            .build(
+                &cfg(
+                    &[("subscriptionName", name)],
+                    &[("GoogleApplicationCredentials", &creds)],
+                    &[],
+                ),
+                &pools,
+            )
+            .await
+            .err()
+            .unwrap();
         assert!(err.is_config(), "{name}: {err}");
         assert_eq!(err.parameter(), Some("subscriptionName"));
         assert!(

@@ -7,9 +7,10 @@
 
 use std::sync::LazyLock;
 
+use keda_scalers::kafka::KafkaClient;
 use keda_scalers::kafka_test_admin::{commit, connect, create_topic, produce};
 use keda_scalers::testing::{ComplianceCase, check_live, check_parsing};
-use keda_scalers::{Pools, Registry, Scaler, ScalerConfig};
+use keda_scalers::{BackendKind, Pools, Registry, Scaler, ScalerConfig};
 use test_cluster::kafka::KafkaBroker;
 
 /// One broker for the whole file; its watchdog stops it when the test process exits.
@@ -267,6 +268,7 @@ async fn metric_name_and_missing_topic_error() {
         .unwrap_err();
     assert!(err.is_backend(), "{err}");
     assert!(err.to_string().contains("UnknownTopicOrPartition"), "{err}");
+    assert_eq!(err.backend_kind(), Some(BackendKind::NotFound), "{err}");
 }
 
 #[tokio::test]
@@ -319,7 +321,7 @@ async fn hundred_scalers_share_one_client_and_few_connections() {
             assert_eq!((value, active), (5.0, true));
         }
     }
-    assert_eq!(pools.kafka().live_clients(), 1);
+    assert_eq!(pools.live_clients_of::<KafkaClient>(), 1);
     let during = broker.connection_count("PLAINTEXT");
     println!(
         "broker PLAINTEXT connections: before {before}, with 100 scalers after 300 polls {during}"
@@ -330,7 +332,7 @@ async fn hundred_scalers_share_one_client_and_few_connections() {
         during.saturating_sub(before)
     );
     drop(scalers);
-    assert_eq!(pools.kafka().live_clients(), 0);
+    assert_eq!(pools.live_clients_of::<KafkaClient>(), 0);
 }
 
 fn sasl_trigger(sasl: &str, password: &str) -> ScalerConfig {

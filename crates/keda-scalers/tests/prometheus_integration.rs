@@ -214,7 +214,7 @@ async fn identical_queries_are_coalesced() {
     assert_eq!(prom.query_requests() - after, 1.0);
 
     // Past the reuse window the query is asked again.
-    tokio::time::sleep(keda_scalers::scalers::prometheus::QUERY_REUSE).await;
+    tokio::time::sleep(keda_scalers::prometheus::QUERY_REUSE).await;
     let before = prom.query_requests();
     assert_eq!(poll(scalers[0].as_ref()).await.unwrap().0, 10.0);
     tokio::time::sleep(Duration::from_millis(300)).await;

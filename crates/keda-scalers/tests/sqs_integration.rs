@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use keda_scalers::testing::{ComplianceCase, check_live, check_parsing};
-use keda_scalers::{Pools, Registry, Scaler, ScalerConfig, ScalerError};
+use keda_scalers::{BackendKind, Pools, Registry, Scaler, ScalerConfig, ScalerError};
 use test_cluster::moto::MotoServer;
 
 const REGION: &str = "eu-west-1";
@@ -183,4 +183,5 @@ async fn sqs_scaler_against_moto() {
     let err = poll(scaler.as_ref()).await.unwrap_err();
     assert!(err.is_backend(), "{err}");
     assert!(err.to_string().contains("no-such-queue"), "{err}");
+    assert_eq!(err.backend_kind(), Some(BackendKind::NotFound), "{err}");
 }

@@ -1,3 +1,4 @@
 pub mod crds;
 pub mod operator;
+pub mod scalers;
 pub mod validate;

@@ -3,12 +3,15 @@
 
 use std::sync::LazyLock;
 
-use super::{RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint};
+use super::{
+    ConnectionParams, RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint,
+};
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
-use crate::params::MetadataParser;
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{Lease, Pools};
 
 const EXAMPLE: Example = Example::new(
@@ -70,6 +73,21 @@ pub struct RedisListMetadata {
     pub metric_type: MetricTargetKind,
 }
 
+/// The parameters of the list trigger types, in KEDA's order.
+#[derive(Debug, ScalerMetadata)]
+struct ListParams {
+    #[param(name = "listLength", default = 5)]
+    list_length: i64,
+    #[param(name = "activationListLength")]
+    activation_list_length: Option<i64>,
+    #[param(name = "listName")]
+    list_name: String,
+    #[param(name = "databaseIndex")]
+    database_index: Option<i64>,
+    #[param(flatten)]
+    connection: ConnectionParams,
+}
+
 /// Parses a `redis`/`redis-cluster`/`redis-sentinel` trigger without any I/O.
 pub fn parse_with(
     config: &ScalerConfig,
@@ -77,11 +95,9 @@ pub fn parse_with(
 ) -> Result<RedisListMetadata, ScalerError> {
     let metric_type = config.external_metric_type()?;
     let mut p = MetadataParser::new(config);
-    let list_length = p.param("listLength").with_default(5_i64);
-    let activation_list_length = p.param("activationListLength").with_default(0_i64);
-    let list_name: String = p.param("listName").required();
-    let database_index = p.param("databaseIndex").with_default(0_i64);
-    let endpoint = parse_endpoint(&mut p, topology, database_index);
+    let params = ListParams::from_params(&mut p);
+    let database_index = params.database_index.unwrap_or(0);
+    let endpoint = parse_endpoint(&mut p, params.connection, topology, database_index);
     let report = p.finish()?;
     if !report.unmatched_metadata_keys.is_empty() {
         tracing::debug!(
@@ -91,9 +107,9 @@ pub fn parse_with(
         );
     }
     Ok(RedisListMetadata {
-        list_name,
-        list_length,
-        activation_list_length,
+        list_name: params.list_name,
+        list_length: params.list_length,
+        activation_list_length: params.activation_list_length.unwrap_or(0),
         database_index,
         endpoint,
         metric_type,
@@ -111,6 +127,10 @@ impl ScalerKind for RedisListScaler {
 
     fn parse(config: &ScalerConfig) -> Result<RedisListMetadata, ScalerError> {
         parse_with(config, RedisTopology::of_trigger_type(&config.trigger_type))
+    }
+
+    fn params() -> Vec<ParamInfo> {
+        ListParams::params()
     }
 
     fn metric_specs(

@@ -24,9 +24,8 @@ use redis::{
 };
 
 use crate::error::BackendError;
-use crate::params::{
-    AUTH_PARAMS, METADATA_AUTH_ENV, METADATA_ENV_AUTH, MetadataParser, parse_bool,
-};
+use crate::ScalerMetadata;
+use crate::params::{Found, MetadataParser, parse_bool};
 use crate::pools::PooledClient;
 use crate::tls::{TlsSettings, ensure_crypto_provider};
 
@@ -193,60 +192,65 @@ impl fmt::Debug for RedisEndpoint {
 /// Reads the connection parameters shared by the redis scalers (address(es), host(s)/port(s),
 /// credentials, sentinel settings, `enableTLS`/`tls` and TLS material) and checks them as KEDA's
 /// `Validate()` does. Errors go into `p`; the returned endpoint is only meaningful when `p` has none.
+/// The connection parameters every redis trigger type reads (KEDA's order).
+#[derive(Debug, ScalerMetadata)]
+pub struct ConnectionParams {
+    #[param(name = "enableTLS")]
+    enable_tls: Option<Found<String>>,
+    #[param(name = "tls", from = AUTH_PARAMS)]
+    tls_switch: Option<Found<String>>,
+    #[param(name = "address", alias = "addresses", from = METADATA_AUTH_ENV)]
+    addresses: Option<Found<Vec<String>>>,
+    #[param(name = "username", from = METADATA_ENV_AUTH)]
+    username: Option<String>,
+    #[param(name = "password", from = METADATA_ENV_AUTH)]
+    password: Option<String>,
+    #[param(name = "sentinelUsername", from = METADATA_AUTH_ENV)]
+    sentinel_username: Option<String>,
+    #[param(name = "sentinelPassword", from = METADATA_AUTH_ENV)]
+    sentinel_password: Option<String>,
+    #[param(name = "sentinelMaster", from = METADATA_AUTH_ENV)]
+    sentinel_master: Option<String>,
+    #[param(name = "host", alias = "hosts", from = METADATA_ENV_AUTH)]
+    hosts: Option<Found<Vec<String>>>,
+    #[param(name = "port", alias = "ports", from = METADATA_ENV_AUTH)]
+    ports: Option<Found<Vec<String>>>,
+    #[param(name = "unsafeSsl", optional, default = false)]
+    unsafe_ssl: bool,
+    #[param(name = "Cert", alias = "cert", from = AUTH_PARAMS)]
+    cert: Option<String>,
+    #[param(name = "key", from = AUTH_PARAMS)]
+    key: Option<String>,
+    #[param(name = "keyPassword", from = AUTH_PARAMS)]
+    key_password: Option<String>,
+    #[param(name = "ca", from = AUTH_PARAMS)]
+    ca: Option<String>,
+}
+
+/// Builds the endpoint from the parsed connection parameters, reporting problems to `p`.
 pub fn parse_endpoint(
     p: &mut MetadataParser<'_>,
+    connection: ConnectionParams,
     topology: RedisTopology,
     database: i64,
 ) -> RedisEndpoint {
-    let enable_tls = p.param("enableTLS").found::<String>();
-    let tls_switch = p.param("tls").from(AUTH_PARAMS).found::<String>();
-    let addresses_found = p
-        .param("address")
-        .alias("addresses")
-        .from(METADATA_AUTH_ENV)
-        .found::<Vec<String>>();
-    let username = p
-        .param("username")
-        .from(METADATA_ENV_AUTH)
-        .optional::<String>();
-    let password = p
-        .param("password")
-        .from(METADATA_ENV_AUTH)
-        .optional::<String>();
-    let sentinel_username = p
-        .param("sentinelUsername")
-        .from(METADATA_AUTH_ENV)
-        .optional::<String>();
-    let sentinel_password = p
-        .param("sentinelPassword")
-        .from(METADATA_AUTH_ENV)
-        .optional::<String>();
-    let sentinel_master = p
-        .param("sentinelMaster")
-        .from(METADATA_AUTH_ENV)
-        .optional::<String>();
-    let hosts = p
-        .param("host")
-        .alias("hosts")
-        .from(METADATA_ENV_AUTH)
-        .found::<Vec<String>>();
-    let ports = p
-        .param("port")
-        .alias("ports")
-        .from(METADATA_ENV_AUTH)
-        .found::<Vec<String>>();
-    let unsafe_ssl = p.param("unsafeSsl").with_default(false);
-    let cert = p
-        .param("Cert")
-        .alias("cert")
-        .from(AUTH_PARAMS)
-        .optional::<String>();
-    let key = p.param("key").from(AUTH_PARAMS).optional::<String>();
-    let key_password = p
-        .param("keyPassword")
-        .from(AUTH_PARAMS)
-        .optional::<String>();
-    let ca = p.param("ca").from(AUTH_PARAMS).optional::<String>();
+    let ConnectionParams {
+        enable_tls,
+        tls_switch,
+        addresses: addresses_found,
+        username,
+        password,
+        sentinel_username,
+        sentinel_password,
+        sentinel_master,
+        hosts,
+        ports,
+        unsafe_ssl,
+        cert,
+        key,
+        key_password,
+        ca,
+    } = connection;
 
     let address_param = addresses_found
         .as_ref()

@@ -5,12 +5,15 @@
 
 use redis::Value;
 
-use super::{RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint};
+use super::{
+    ConnectionParams, RedisClient, RedisEndpoint, RedisTopology, backend_error, parse_endpoint,
+};
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
-use crate::params::MetadataParser;
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{Lease, Pools};
 
 const EXAMPLE: Example = Example::new(
@@ -93,6 +96,27 @@ pub struct RedisStreamsMetadata {
     pub metric_type: MetricTargetKind,
 }
 
+/// The parameters of the streams trigger types, in KEDA's order.
+#[derive(Debug, ScalerMetadata)]
+struct StreamsParams {
+    #[param(name = "stream")]
+    stream: String,
+    #[param(name = "consumerGroup")]
+    group: Option<String>,
+    #[param(name = "pendingEntriesCount", default = 5)]
+    pending: i64,
+    #[param(name = "streamLength", default = 5)]
+    length: i64,
+    #[param(name = "lagCount")]
+    lag: Option<i64>,
+    #[param(name = "activationLagCount", default = 0)]
+    activation_lag_count: i64,
+    #[param(name = "databaseIndex")]
+    database_index: Option<i64>,
+    #[param(flatten)]
+    connection: ConnectionParams,
+}
+
 /// Parses a redis streams trigger without I/O.
 pub fn parse_with(
     config: &ScalerConfig,
@@ -100,14 +124,19 @@ pub fn parse_with(
 ) -> Result<RedisStreamsMetadata, ScalerError> {
     let metric_type = config.external_metric_type()?;
     let mut p = MetadataParser::new(config);
-    let stream: String = p.param("stream").required();
-    let group = p.param("consumerGroup").optional::<String>();
-    let pending = p.param("pendingEntriesCount").with_default(5_i64);
-    let length = p.param("streamLength").with_default(5_i64);
-    let lag = p.param("lagCount").with_default(0_i64);
-    let activation_lag_count = p.param("activationLagCount").with_default(0_i64);
-    let database_index = p.param("databaseIndex").with_default(0_i64);
-    let endpoint = parse_endpoint(&mut p, topology, database_index);
+    let StreamsParams {
+        stream,
+        group,
+        pending,
+        length,
+        lag,
+        activation_lag_count,
+        database_index,
+        connection,
+    } = StreamsParams::from_params(&mut p);
+    let lag = lag.unwrap_or(0);
+    let database_index = database_index.unwrap_or(0);
+    let endpoint = parse_endpoint(&mut p, connection, topology, database_index);
     p.finish()?;
     let mode = match group {
         None => StreamMode::Length { target: length },
@@ -189,6 +218,10 @@ impl ScalerKind for RedisStreamsScaler {
 
     fn parse(config: &ScalerConfig) -> Result<RedisStreamsMetadata, ScalerError> {
         parse_with(config, RedisTopology::of_trigger_type(&config.trigger_type))
+    }
+
+    fn params() -> Vec<ParamInfo> {
+        StreamsParams::params()
     }
 
     fn metric_specs(

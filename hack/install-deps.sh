@@ -8,6 +8,8 @@ PACKAGES=(redis-server iproute2 procps util-linux ca-certificates prometheus)
 # The Kafka test broker: a JRE and Maven to fetch its jars (hack/fetch-kafka.sh).
 PACKAGES+=(openjdk-17-jre-headless maven)
 PACKAGES+=(rabbitmq-server)
+# beanstalkd: the beanstalkd scaler's integration tests start private servers.
+PACKAGES+=(beanstalkd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -29,6 +31,8 @@ if ((${#missing[@]})); then
   # Likewise RabbitMQ: tests start private nodes with their own epmd.
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; fi
   $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now beanstalkd >/dev/null 2>&1 || true; fi
+  $SUDO service beanstalkd stop >/dev/null 2>&1 || true
 fi
 
 command -v go >/dev/null || { echo "[install-deps] Go >= 1.26 is required to build the control plane" >&2; exit 1; }

@@ -31,6 +31,8 @@ pub use registry::Registry;
 pub mod aws;
 #[cfg(feature = "azure-servicebus")]
 pub mod azure;
+#[cfg(feature = "beanstalkd")]
+pub mod beanstalkd;
 pub mod clients;
 #[cfg(feature = "cpu-memory")]
 pub mod cpu_memory;

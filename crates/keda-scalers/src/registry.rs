@@ -17,6 +17,8 @@ pub static SCALERS: &[&Descriptor] = &[
     &crate::aws::sqs_queue::DESCRIPTOR,
     #[cfg(feature = "azure-servicebus")]
     &crate::azure::servicebus::DESCRIPTOR,
+    #[cfg(feature = "beanstalkd")]
+    &crate::beanstalkd::DESCRIPTOR,
     #[cfg(feature = "cpu-memory")]
     &crate::cpu_memory::CPU_DESCRIPTOR,
     #[cfg(feature = "cron")]

@@ -451,7 +451,7 @@ impl ScaleLoops {
                     trigger_index: trigger.index,
                     type_: "scaledobject",
                 };
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 match read_with_timeout(trigger.scaler.as_ref(), metric).await {
                     Ok((values, active)) => {
                         let value = values

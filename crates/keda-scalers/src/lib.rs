@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // TEMPORARY: env reads and std::time::Instant until the ScalerSettings merge
 //! Scalers: the [`Scaler`] trait, declarative trigger-metadata parsing ([`params`]), shared
 //! backend client pools ([`Pools`]), the trigger-type [`Registry`] and the scalers themselves
 //! ([`scalers`]). Configuration errors and backend errors are distinct kinds of [`ScalerError`], so

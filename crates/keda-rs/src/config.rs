@@ -182,9 +182,10 @@ mod tests {
     /// Flags only: the environment of whoever runs the tests is not consulted, because every
     /// value given on the command line wins over its variable.
     fn config(args: &[&str]) -> Result<OperatorConfig, ConfigError> {
-        let mut argv = vec!["keda-rs", "--pod-namespace", "ops", "--watch-namespace", ""];
+        let mut argv = vec!["keda-rs", "--pod-namespace", "ops"];
         argv.extend_from_slice(args);
         for (flag, value) in [
+            ("--watch-namespace", ""),
             ("--cluster-object-namespace", ""),
             ("--restrict-secret-access", ""),
             ("--bound-service-account-token-expiry", ""),

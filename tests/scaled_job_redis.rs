@@ -2,6 +2,8 @@
 //! 001 unchanged, a worker emulator consuming one file name per Job pod, history cleanup,
 //! pending pods without duplicate Jobs, rollout, failed checks and deletion.
 #![allow(clippy::unwrap_used)]
+// Waits by the wall clock: the cluster does not run on a paused tokio clock.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

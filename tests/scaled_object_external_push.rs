@@ -3,6 +3,8 @@
 //! `StreamIsActive`. Only the push can explain the Deployment going 0→1 within a second.
 
 #![allow(clippy::unwrap_used)]
+// Measures by the wall clock: the cluster and servers do not run on a paused tokio clock.
+#![allow(clippy::disallowed_types)]
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,8 @@
 //! without restarting the operator.
 
 #![allow(clippy::unwrap_used)]
+// Measures by the wall clock: the cluster and servers do not run on a paused tokio clock.
+#![allow(clippy::disallowed_types)]
 
 use std::time::{Duration, Instant};
 

@@ -2,58 +2,15 @@
 //! CRD schemas (types, required fields, enums, bounds, unknown fields), then the CRD's CEL rule.
 //! Later layers (webhook rules, scaler metadata) add their own problems on top.
 
-use std::fmt;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::crd;
+// Re-exported: `keda_api::validate::{Problem, Severity}` is how callers have always named them.
+pub use crate::problem::{Problem, Severity};
 use crate::scaled_object::ScaledObjectSpec;
-
-/// How bad a problem is: errors make an object invalid, warnings only inform
-/// (the apiserver accepts unknown fields with a warning unless asked to be strict).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Warning,
-    Error,
-}
-
-/// One finding about one field of one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub severity: Severity,
-    /// Field path from the object root, e.g. `spec.triggers[0].type`.
-    pub field: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn error(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Error,
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-    pub fn warning(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{level}: {}: {}", self.field, self.message)
-    }
-}
 
 /// The KEDA kinds this crate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +58,7 @@ pub fn validate_object(kind: Kind, object: &Value) -> Vec<Problem> {
         // Shape errors are already reported by the schema check.
         && let Ok(spec) = crate::trigger_auth::AuthenticationSpec::deserialize(spec)
     {
-        problems.extend(crate::auth_rules::check_authentication(
+        problems.extend(crate::rules::auth::check_authentication(
             &spec,
             kind == Kind::ClusterTriggerAuthentication,
         ));

@@ -1,42 +1,39 @@
-//! Kubernetes events (events.k8s.io/v1) with KEDA's reasons. Publishing is best effort: a
+//! Kubernetes events (events.k8s.io/v1) with KEDA's reasons ([`EventReason`]). Publishing is best effort: a
 //! failed event never fails a reconcile or a poll.
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use keda_api::names::EventReason;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-
-pub const SCALED_OBJECT_READY: &str = "ScaledObjectReady";
-pub const SCALED_OBJECT_CHECK_FAILED: &str = "ScaledObjectCheckFailed";
-pub const SCALED_OBJECT_UPDATE_FAILED: &str = "ScaledObjectUpdateFailed";
-pub const SCALED_OBJECT_PAUSED: &str = "ScaledObjectPaused";
-pub const SCALED_OBJECT_UNPAUSED: &str = "ScaledObjectUnpaused";
-pub const SCALED_OBJECT_DELETED: &str = "ScaledObjectDeleted";
-pub const SCALERS_STARTED: &str = "KEDAScalersStarted";
-pub const SCALERS_STOPPED: &str = "KEDAScalersStopped";
-pub const SCALER_FAILED: &str = "KEDAScalerFailed";
-pub const TARGET_ACTIVATED: &str = "KEDAScaleTargetActivated";
-pub const TARGET_DEACTIVATED: &str = "KEDAScaleTargetDeactivated";
-pub const TARGET_ACTIVATION_FAILED: &str = "KEDAScaleTargetActivationFailed";
-pub const TARGET_DEACTIVATION_FAILED: &str = "KEDAScaleTargetDeactivationFailed";
 
 #[derive(Clone)]
 pub struct Events {
     recorder: Recorder,
+    client: kube::Client,
+    /// The operator pod's name (`POD_NAME`), reported as the events' instance.
+    instance: Option<String>,
 }
 
 impl Events {
-    pub fn new(client: kube::Client) -> Self {
-        Self::for_controller(client, "keda-operator")
+    /// A recorder reporting as `keda-operator` from the pod `instance`.
+    pub fn new(client: kube::Client, instance: Option<String>) -> Self {
+        Self::reporting(client, "keda-operator", instance)
     }
 
-    /// A recorder reporting as `controller` (KEDA's ScaledJob loop reports as `scale-handler`).
-    pub fn for_controller(client: kube::Client, controller: &str) -> Self {
+    /// The same pod reporting as `controller` (KEDA's ScaledJob loop reports as `scale-handler`).
+    pub fn for_controller(&self, controller: &str) -> Self {
+        Self::reporting(self.client.clone(), controller, self.instance.clone())
+    }
+
+    fn reporting(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
         let reporter = Reporter {
             controller: controller.into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: instance.clone(),
         };
         Self {
-            recorder: Recorder::new(client, reporter),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            instance,
         }
     }
 
@@ -45,14 +42,14 @@ impl Events {
         &self,
         object: &K,
         type_: EventType,
-        reason: &str,
+        reason: EventReason,
         action: &str,
         note: impl Into<String>,
     ) {
         let reference: ObjectReference = object.object_ref(&());
         let event = Event {
             type_,
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             note: Some(truncate(note.into(), 1024)),
             action: truncate(action.to_string(), 128),
             secondary: None,
@@ -65,20 +62,20 @@ impl Events {
     pub async fn normal<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
-        reason: &str,
+        reason: EventReason,
         note: impl Into<String>,
     ) {
-        self.publish(object, EventType::Normal, reason, reason, note)
+        self.publish(object, EventType::Normal, reason, reason.as_str(), note)
             .await;
     }
 
     pub async fn warning<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
-        reason: &str,
+        reason: EventReason,
         note: impl Into<String>,
     ) {
-        self.publish(object, EventType::Warning, reason, reason, note)
+        self.publish(object, EventType::Warning, reason, reason.as_str(), note)
             .await;
     }
 }

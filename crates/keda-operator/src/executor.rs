@@ -3,6 +3,7 @@
 //! Applying the decision (the `/scale` patch, events, status) happens in the scale loop.
 
 use jiff::{SignedDuration, Timestamp};
+use keda_api::names::ConditionStatus;
 
 /// What one poll learned, plus the object's settings that matter for the decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,12 +43,16 @@ pub enum ScaleAction {
 /// One condition to write: (status, reason, message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionValue {
-    pub status: &'static str,
+    pub status: ConditionStatus,
     pub reason: &'static str,
     pub message: &'static str,
 }
 
-const fn cond(status: &'static str, reason: &'static str, message: &'static str) -> ConditionValue {
+const fn cond(
+    status: ConditionStatus,
+    reason: &'static str,
+    message: &'static str,
+) -> ConditionValue {
     ConditionValue {
         status,
         reason,
@@ -56,37 +61,37 @@ const fn cond(status: &'static str, reason: &'static str, message: &'static str)
 }
 
 pub const READY: ConditionValue = cond(
-    "True",
+    ConditionStatus::True,
     "ScaledObjectReady",
     "ScaledObject is defined correctly and is ready for scaling",
 );
 pub const PARTIAL_TRIGGER_ERROR: ConditionValue = cond(
-    "Unknown",
+    ConditionStatus::Unknown,
     "PartialTriggerError",
     "Some triggers defined in ScaledObject are not working correctly",
 );
 pub const TRIGGER_ERROR: ConditionValue = cond(
-    "False",
+    ConditionStatus::False,
     "TriggerError",
     "Triggers defined in ScaledObject are not working correctly",
 );
 pub const ACTIVE: ConditionValue = cond(
-    "True",
+    ConditionStatus::True,
     "ScalerActive",
     "Scaling is performed because triggers are active",
 );
 pub const ACTIVE_FORCED: ConditionValue = cond(
-    "True",
+    ConditionStatus::True,
     "ScalerActive",
     "Scaling is performed because activation is being forced by annotation",
 );
 pub const NOT_ACTIVE: ConditionValue = cond(
-    "False",
+    ConditionStatus::False,
     "ScalerNotActive",
     "Scaling is not performed because triggers are not active",
 );
 pub const COOLDOWN: ConditionValue = cond(
-    "False",
+    ConditionStatus::False,
     "ScalerCooldown",
     "Scaler cooling down because triggers are not active",
 );

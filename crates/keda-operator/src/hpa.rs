@@ -13,24 +13,15 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use keda_api::ScaledObject;
+use keda_api::names::{annotations, labels};
 use keda_api::scaled_object::{GroupVersionKindResource, ModifierMetricType};
 use keda_scalers::config::MetricTargetKind;
 use keda_scalers::metrics::{self as scaler_metrics, milli_quantity};
 use kube::Resource;
 use serde_json::Value;
 
-/// Label on the ScaledObject and selector on every External metric: how the metrics API knows
-/// which ScaledObject an HPA request is for.
-pub const SCALED_OBJECT_NAME_LABEL: &str = "scaledobject.keda.sh/name";
 /// The single External metric that replaces all others when scalingModifiers are used.
 pub const COMPOSITE_METRIC_NAME: &str = "composite-metric";
-/// Blocks scale-in: the HPA's `scaleDown.selectPolicy` becomes `Disabled`.
-pub const PAUSED_SCALE_IN_ANNOTATION: &str = "autoscaling.keda.sh/paused-scale-in";
-/// Blocks scale-out: the HPA's `scaleUp.selectPolicy` becomes `Disabled`.
-pub const PAUSED_SCALE_OUT_ANNOTATION: &str = "autoscaling.keda.sh/paused-scale-out";
-/// Comma-separated ScaledObject label keys that are not copied to the HPA.
-pub const HPA_EXCLUDED_LABELS_ANNOTATION: &str = "scaledobject.keda.sh/hpa-excluded-labels";
-
 const DEFAULT_HPA_MIN_REPLICAS: i32 = 1;
 const DEFAULT_HPA_MAX_REPLICAS: i32 = keda_api::scaled_object::DEFAULT_MAX_REPLICA_COUNT;
 const LABEL_VALUE_MAX_LEN: usize = 63;
@@ -71,13 +62,13 @@ pub fn hpa_name(so: &ScaledObject) -> String {
 /// `autoscaling.keda.sh/paused-scale-in` is present and not a false bool.
 #[must_use]
 pub fn paused_scale_in(so: &ScaledObject) -> bool {
-    annotation_flag(so, PAUSED_SCALE_IN_ANNOTATION)
+    annotation_flag(so, annotations::PAUSED_SCALE_IN)
 }
 
 /// `autoscaling.keda.sh/paused-scale-out` is present and not a false bool.
 #[must_use]
 pub fn paused_scale_out(so: &ScaledObject) -> bool {
-    annotation_flag(so, PAUSED_SCALE_OUT_ANNOTATION)
+    annotation_flag(so, annotations::PAUSED_SCALE_OUT)
 }
 
 /// The scalers' metric specs as HPA metrics, in the same order. External metrics get the
@@ -366,7 +357,7 @@ fn external_metric(so_name: &str, metric_name: &str, target: MetricTarget) -> Me
 fn so_selector(so_name: &str) -> LabelSelector {
     LabelSelector {
         match_labels: Some(BTreeMap::from([(
-            SCALED_OBJECT_NAME_LABEL.to_owned(),
+            labels::SCALED_OBJECT_NAME.to_owned(),
             so_name.to_owned(),
         )])),
         match_expressions: None,
@@ -491,7 +482,7 @@ fn hpa_labels(
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(HPA_EXCLUDED_LABELS_ANNOTATION))
+        .and_then(|a| a.get(annotations::HPA_EXCLUDED_LABELS))
         .map(|v| v.split(',').collect())
         .unwrap_or_default();
     for (key, value) in so.metadata.labels.iter().flatten() {
@@ -699,7 +690,7 @@ mod tests {
         ));
         let want = BTreeMap::from([
             ("a".to_owned(), "1".to_owned()),
-            (PAUSED_SCALE_IN_ANNOTATION.to_owned(), "false".to_owned()),
+            (annotations::PAUSED_SCALE_IN.to_owned(), "false".to_owned()),
         ]);
         assert_eq!(built.metadata.annotations, Some(want));
         assert_eq!(hpa(&so(json!({}))).metadata.annotations, None);
@@ -1172,10 +1163,10 @@ mod tests {
     #[test]
     fn lifting_a_partial_pause_forces_an_update() {
         let paused = hpa(&so(
-            json!({"metadata": {"annotations": {PAUSED_SCALE_IN_ANNOTATION: "true"}}}),
+            json!({"metadata": {"annotations": {annotations::PAUSED_SCALE_IN: "true"}}}),
         ));
         let unpaused = hpa(&so(
-            json!({"metadata": {"annotations": {PAUSED_SCALE_IN_ANNOTATION: "false"}}}),
+            json!({"metadata": {"annotations": {annotations::PAUSED_SCALE_IN: "false"}}}),
         ));
         // behavior goes from Disabled back to nil: a derivative, but not equal.
         assert!(needs_update(&as_stored(&paused), &unpaused));

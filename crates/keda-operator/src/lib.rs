@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod config;
 pub mod controllers;
 pub mod events;
 pub mod executor;

@@ -15,36 +15,14 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::runtime::{Controller, WatchStreamExt, predicates};
 
+// Re-exported: callers (the binary, the e2e support) have always named it `operator::OperatorConfig`.
+pub use crate::config::OperatorConfig;
 use crate::controllers::scaled_object::{self, Context};
 use crate::controllers::trigger_auth;
 use crate::events::Events;
 use crate::scale_loop::ScaleLoops;
+use keda_api::names::{annotations, conditions, labels};
 use keda_api::{ClusterTriggerAuthentication, TriggerAuthentication};
-
-#[derive(Debug, Clone)]
-pub struct OperatorConfig {
-    /// Namespaces to watch; empty means all.
-    pub watch_namespace: Option<String>,
-    /// Concurrent ScaledObject reconciles (`KEDA_SCALEDOBJECT_CTRL_MAX_RECONCILES`).
-    pub max_reconciles: u16,
-    /// Polls in flight at once across all objects.
-    pub max_concurrent_polls: usize,
-    pub version: String,
-    /// TriggerAuthentication resolution settings.
-    pub auth: crate::auth::AuthOptions,
-}
-
-impl Default for OperatorConfig {
-    fn default() -> Self {
-        Self {
-            watch_namespace: None,
-            max_reconciles: 5,
-            max_concurrent_polls: 64,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            auth: crate::auth::AuthOptions::default(),
-        }
-    }
-}
 
 /// What triggers a ScaledObject reconcile (spec §2.1): spec (generation), annotations (pause,
 /// force-activation), labels, finalizers, deletion, and Ready turning True. Status-only writes
@@ -60,7 +38,7 @@ fn reconcile_trigger(so: &ScaledObject) -> Option<u64> {
         .as_ref()
         .map(|t| t.0.as_second())
         .hash(&mut h);
-    crate::status::is_true(so.status.as_ref(), crate::status::READY).hash(&mut h);
+    crate::status::is_true(so.status.as_ref(), conditions::READY).hash(&mut h);
     Some(h.finish())
 }
 
@@ -210,6 +188,7 @@ async fn run_scaled_job_controller(
         client.clone(),
         scheduler,
         loops.auth().clone(),
+        events.for_controller("scale-handler"),
         config.version.clone(),
     );
     loops.set_job_target(Arc::new(JobPoller(Arc::downgrade(&job_loops))));
@@ -218,7 +197,7 @@ async fn run_scaled_job_controller(
     job_loops.set_stores(sj_reader.clone(), job_reader);
     let job_watch = watcher(
         jobs,
-        watcher::Config::default().labels(crate::scaled_job::job::NAME_LABEL),
+        watcher::Config::default().labels(labels::SCALED_JOB_NAME),
     )
     .default_backoff()
     .reflect(job_writer)
@@ -233,7 +212,7 @@ async fn run_scaled_job_controller(
             |sj: &ScaledJob| {
                 let mut h = DefaultHasher::new();
                 sj.metadata.generation.hash(&mut h);
-                sj.annotations().get(crate::pause::PAUSED).hash(&mut h);
+                sj.annotations().get(annotations::PAUSED).hash(&mut h);
                 sj.finalizers().hash(&mut h);
                 sj.metadata.deletion_timestamp.is_some().hash(&mut h);
                 Some(h.finish())
@@ -245,12 +224,8 @@ async fn run_scaled_job_controller(
         events,
         loops: job_loops.clone(),
     });
-    let max_reconciles = std::env::var("KEDA_SCALEDJOB_CTRL_MAX_RECONCILES")
-        .ok()
-        .and_then(|v| v.parse::<u16>().ok())
-        .unwrap_or(1);
     Controller::for_stream(sj_stream, sj_reader)
-        .with_config(ControllerConfig::default().concurrency(max_reconciles))
+        .with_config(ControllerConfig::default().concurrency(config.max_scaled_job_reconciles))
         .graceful_shutdown_on(shutdown)
         .run(scaled_job::reconcile, scaled_job::error_policy, ctx)
         .for_each(|result| async move {
@@ -356,7 +331,10 @@ pub async fn start(
     metrics: MetricsApiOptions,
 ) -> Result<OperatorHandle, StartError> {
     use crate::metrics_api::{self, MetricsServerConfig, RequestHeaderAuth};
-    let events = Events::new(client.clone());
+    let events = Events::new(client.clone(), config.pod_name.clone());
+    // SCALER SETTINGS HAND-OFF: `config.http` (KEDA_HTTP_*) and `config.gcp_monitoring_endpoint`
+    // go to keda-scalers' `ScalerSettings` (held by `Pools`) here once it exists. Until then
+    // keda-scalers reads the same variables itself, with the same parsing.
     let resolver = Arc::new(crate::auth::AuthResolver::new(
         client.clone(),
         config.auth.clone(),

@@ -4,13 +4,8 @@
 use std::collections::BTreeMap;
 
 use keda_api::ScaledObject;
+use keda_api::names::annotations::{PAUSED, PAUSED_REPLICAS, PAUSED_SCALE_IN, PAUSED_SCALE_OUT};
 use kube::ResourceExt;
-
-pub const PAUSED: &str = "autoscaling.keda.sh/paused";
-pub const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
-pub const PAUSED_SCALE_IN: &str = "autoscaling.keda.sh/paused-scale-in";
-pub const PAUSED_SCALE_OUT: &str = "autoscaling.keda.sh/paused-scale-out";
-pub const FORCE_ACTIVATION: &str = "autoscaling.keda.sh/force-activation";
 
 /// A bool annotation: absent → false, `"false"` → false, anything unparsable → true.
 pub fn flag(annotations: &BTreeMap<String, String>, key: &str) -> bool {

@@ -20,12 +20,13 @@ use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::auth::{self, AuthResolver, WorkloadTemplate};
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::executor::{self, ScaleAction, ScaleInput};
 use crate::metric_cache::MetricCache;
 use crate::scheduler::{ObjectKey, PollTarget, Scheduler};
 use crate::status;
 use crate::target::ScaleTarget;
+use keda_api::names::{ConditionStatus, EventReason, annotations as keys, conditions};
 
 /// Longest a single scaler read may take inside a poll or an HPA request.
 const SCALER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -316,7 +317,9 @@ impl ScaleLoops {
             let specs = scaler.metric_specs();
             self.watch_pushes(so, scaler.as_ref());
             let note = format!("Scaler {} is built.", trigger.r#type);
-            self.events.normal(so, events::SCALERS_STARTED, note).await;
+            self.events
+                .normal(so, EventReason::KedaScalersStarted, note)
+                .await;
             triggers.push(TriggerScaler {
                 index,
                 trigger_type: trigger.r#type.clone(),
@@ -448,7 +451,7 @@ impl ScaleLoops {
                     trigger_index: trigger.index,
                     type_: "scaledobject",
                 };
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 match read_with_timeout(trigger.scaler.as_ref(), metric).await {
                     Ok((values, active)) => {
                         let value = values
@@ -483,7 +486,7 @@ impl ScaleLoops {
                         let failures = self.bump_failures(&state, metric);
                         tracing::warn!(object = %key, %metric, failures, error = %e, "scaler failed");
                         self.events
-                            .warning(so.as_ref(), events::SCALER_FAILED, e.to_string())
+                            .warning(so.as_ref(), EventReason::KedaScalerFailed, e.to_string())
                             .await;
                         match fallback
                             .as_ref()
@@ -581,8 +584,8 @@ impl ScaleLoops {
                 let _ = status::update(&api, &key.name, so.status.as_ref(), |s| {
                     status::set(
                         s,
-                        status::READY,
-                        "False",
+                        conditions::READY,
+                        ConditionStatus::False,
                         "ErrorGettingCurrentReplicas",
                         &message,
                     );
@@ -602,14 +605,14 @@ impl ScaleLoops {
         let annotations = so.annotations();
         let input = ScaleInput {
             is_active,
-            force_activation: crate::pause::flag(annotations, crate::pause::FORCE_ACTIVATION),
+            force_activation: crate::pause::flag(annotations, keys::FORCE_ACTIVATION),
             is_error,
             current_replicas: current,
             min_replicas: so.spec.min_replica_count(),
             idle_replicas: so.spec.idle_replica_count,
             fallback_replicas: so.spec.fallback.as_ref().map(|f| f.replicas),
-            paused_scale_in: crate::pause::flag(annotations, crate::pause::PAUSED_SCALE_IN),
-            paused_scale_out: crate::pause::flag(annotations, crate::pause::PAUSED_SCALE_OUT),
+            paused_scale_in: crate::pause::flag(annotations, keys::PAUSED_SCALE_IN),
+            paused_scale_out: crate::pause::flag(annotations, keys::PAUSED_SCALE_OUT),
             last_active_time: last_active,
             creation_time: so.metadata.creation_timestamp.as_ref().map(|t| t.0),
             cooldown_period: SignedDuration::from_secs(i64::from(so.spec.cooldown_period())),
@@ -639,12 +642,18 @@ impl ScaleLoops {
                     };
                     let note = format!("Scaled {kind_ns_name} from {current} to {to}, {cause}");
                     tracing::info!(object = %key, "{note}");
-                    self.events.normal(so, events::TARGET_ACTIVATED, note).await;
+                    self.events
+                        .normal(so, EventReason::KedaScaleTargetActivated, note)
+                        .await;
                 }
                 Err(e) => {
                     touch = false;
                     self.events
-                        .warning(so, events::TARGET_ACTIVATION_FAILED, e.to_string())
+                        .warning(
+                            so,
+                            EventReason::KedaScaleTargetActivationFailed,
+                            e.to_string(),
+                        )
                         .await;
                 }
             },
@@ -655,12 +664,16 @@ impl ScaleLoops {
                         let note = format!("Deactivated {kind_ns_name} from {current} to {to}");
                         tracing::info!(object = %key, "{note}");
                         self.events
-                            .normal(so, events::TARGET_DEACTIVATED, note)
+                            .normal(so, EventReason::KedaScaleTargetDeactivated, note)
                             .await;
                     }
                     Err(e) => {
                         self.events
-                            .warning(so, events::TARGET_DEACTIVATION_FAILED, e.to_string())
+                            .warning(
+                                so,
+                                EventReason::KedaScaleTargetDeactivationFailed,
+                                e.to_string(),
+                            )
                             .await
                     }
                 }
@@ -689,14 +702,14 @@ impl ScaleLoops {
             }
             status::set(
                 s,
-                status::READY,
+                conditions::READY,
                 decision.ready.status,
                 decision.ready.reason,
                 decision.ready.message,
             );
             status::set(
                 s,
-                status::ACTIVE,
+                conditions::ACTIVE,
                 decision.active.status,
                 decision.active.reason,
                 decision.active.message,
@@ -718,16 +731,16 @@ impl ScaleLoops {
                 if fallback_active {
                     status::set(
                         s,
-                        status::FALLBACK,
-                        "True",
+                        conditions::FALLBACK,
+                        ConditionStatus::True,
                         "FallbackExists",
                         "At least one trigger is falling back on this scaled object",
                     );
                 } else {
                     status::set(
                         s,
-                        status::FALLBACK,
-                        "False",
+                        conditions::FALLBACK,
+                        ConditionStatus::False,
                         "NoFallbackFound",
                         "No fallbacks are active on this scaled object",
                     );
@@ -786,7 +799,7 @@ impl ScaleLoops {
                     }
                     Err(e) => {
                         self.events
-                            .warning(so.as_ref(), events::SCALER_FAILED, e.to_string())
+                            .warning(so.as_ref(), EventReason::KedaScalerFailed, e.to_string())
                             .await;
                         Err(e.into())
                     }

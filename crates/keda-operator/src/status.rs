@@ -2,26 +2,23 @@
 //! that happen only when something changed.
 
 use keda_api::common::Condition;
+use keda_api::names::ConditionStatus;
+use keda_api::names::conditions::{ACTIVE, FALLBACK, PAUSED, READY};
 use keda_api::{ScaledObject, ScaledObjectStatus};
 use kube::api::Api;
-
-pub const READY: &str = "Ready";
-pub const ACTIVE: &str = "Active";
-pub const FALLBACK: &str = "Fallback";
-pub const PAUSED: &str = "Paused";
 
 /// The four conditions every ScaledObject gets first: Ready/Active/Fallback Unknown, Paused False.
 pub fn initial_conditions() -> Vec<Condition> {
     [
-        (READY, "Unknown"),
-        (ACTIVE, "Unknown"),
-        (FALLBACK, "Unknown"),
-        (PAUSED, "False"),
+        (READY, ConditionStatus::Unknown),
+        (ACTIVE, ConditionStatus::Unknown),
+        (FALLBACK, ConditionStatus::Unknown),
+        (PAUSED, ConditionStatus::False),
     ]
     .into_iter()
     .map(|(t, s)| Condition {
         r#type: t.to_string(),
-        status: s.to_string(),
+        status: s.as_str().to_string(),
         reason: None,
         message: None,
     })
@@ -41,11 +38,17 @@ pub fn ensure_initial(status: &mut ScaledObjectStatus) -> bool {
     changed
 }
 
-pub fn set(status: &mut ScaledObjectStatus, type_: &str, value: &str, reason: &str, message: &str) {
+pub fn set(
+    status: &mut ScaledObjectStatus,
+    type_: &str,
+    value: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
     let conditions = status.conditions.get_or_insert_with(initial_conditions);
     let new = Condition {
         r#type: type_.to_string(),
-        status: value.to_string(),
+        status: value.as_str().to_string(),
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
     };
@@ -64,7 +67,7 @@ pub fn get<'a>(status: Option<&'a ScaledObjectStatus>, type_: &str) -> Option<&'
 }
 
 pub fn is_true(status: Option<&ScaledObjectStatus>, type_: &str) -> bool {
-    get(status, type_).is_some_and(|c| c.status == "True")
+    get(status, type_).is_some_and(|c| c.status == ConditionStatus::True.as_str())
 }
 
 /// Applies `mutate` to the status and writes the result, without losing concurrent writes: the
@@ -134,7 +137,13 @@ mod tests {
             get(Some(&s), PAUSED).map(|c| c.status.as_str()),
             Some("False")
         );
-        set(&mut s, READY, "True", "ScaledObjectReady", "ok");
+        set(
+            &mut s,
+            READY,
+            ConditionStatus::True,
+            "ScaledObjectReady",
+            "ok",
+        );
         assert!(is_true(Some(&s), READY));
         assert_eq!(s.conditions.as_ref().map(Vec::len), Some(4));
     }

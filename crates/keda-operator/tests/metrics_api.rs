@@ -1,6 +1,8 @@
 //! The external-metrics API over real HTTPS on loopback: a self-signed serving certificate, a
 //! test front-proxy CA for client certificates (as the aggregator presents), HTTP/2 and
 //! HTTP/1.1 clients, and a fake provider backed by a HashMap.
+// Measures by the wall clock: the cluster and servers do not run on a paused tokio clock.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The `keda-rs` binary: one process for the operator and the tools around it.
 
 mod cmd;
+mod config;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,8 @@ use clap::{Parser, Subcommand};
     about = "KEDA, the Kubernetes event-driven autoscaler, in Rust"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: config::GlobalFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,8 +38,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube_client=warn,kube_runtime=warn".into()),
+            cli.global
+                .log
+                .as_deref()
+                .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+                .unwrap_or_else(|| "info,kube_client=warn,kube_runtime=warn".into()),
         )
         .with_writer(std::io::stderr)
         // Colour only on a terminal: `kubectl logs` and log files get plain text.

@@ -28,7 +28,7 @@ pub use expand::expand;
 use reader::ObjectReader;
 use token::BoundTokens;
 
-/// Operator-wide settings of resolution (flags and environment of spec §8).
+/// Operator-wide settings of resolution (flags and environment of spec §8, parsed by the binary).
 #[derive(Clone, Debug)]
 pub struct AuthOptions {
     /// `KEDA_CLUSTER_OBJECT_NAMESPACE`: where ClusterTriggerAuthentications read their Secrets.
@@ -65,38 +65,8 @@ impl Default for AuthOptions {
     }
 }
 
-impl AuthOptions {
-    /// Reads the environment variables of spec §8 over `self`. An expiry outside 1h–6h is an
-    /// error (KEDA exits at startup).
-    pub fn from_env(mut self) -> Result<Self, String> {
-        if let Ok(ns) = std::env::var("KEDA_CLUSTER_OBJECT_NAMESPACE")
-            && !ns.is_empty()
-        {
-            self.cluster_object_namespace = ns;
-        }
-        if let Ok(v) = std::env::var("KEDA_RESTRICT_SECRET_ACCESS") {
-            self.restrict_secret_access = v.eq_ignore_ascii_case("true");
-        }
-        if let Ok(v) = std::env::var("KEDA_BOUND_SERVICE_ACCOUNT_TOKEN_EXPIRY")
-            && !v.is_empty()
-        {
-            self.bound_token_expiry = parse_expiry(&v)?;
-        }
-        if let Ok(v) = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-            && !v.is_empty()
-        {
-            self.aws_secrets_manager_endpoint = Some(v);
-        }
-        if let Ok(v) = std::env::var("VAULT_TOKEN")
-            && !v.is_empty()
-        {
-            self.vault_token = Some(v);
-        }
-        Ok(self)
-    }
-}
-
-/// A Go-style duration (`1h`, `90m`, `2h30m`, `3600s`) between 1h and 6h.
+/// `KEDA_BOUND_SERVICE_ACCOUNT_TOKEN_EXPIRY`: a Go-style duration (`1h`, `90m`, `2h30m`,
+/// `3600s`) between 1h and 6h. An error makes the operator exit at startup, as KEDA does.
 pub fn parse_expiry(text: &str) -> Result<Duration, String> {
     let mut total = 0u64;
     let mut number = String::new();

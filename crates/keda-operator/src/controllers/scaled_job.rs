@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use keda_api::names::conditions::{ACTIVE, PAUSED, READY};
+use keda_api::names::{ConditionStatus, EventReason, FINALIZER, annotations};
+use keda_api::rules::scaled_job as checks;
 use keda_api::scaled_job::{PropagationPolicy, RolloutStrategy};
 use keda_api::{ScaledJob, ScaledJobStatus};
 use kube::ResourceExt;
@@ -15,22 +18,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::scaled_job::loops::JobLoops;
-use crate::scaled_job::{checks, job, status as sj_status};
-use crate::status::{ACTIVE, PAUSED, READY};
-
-pub const FINALIZER: &str = "finalizer.keda.sh";
-
-pub const SCALED_JOB_READY: &str = "ScaledJobReady";
-pub const SCALED_JOB_CHECK_FAILED: &str = "ScaledJobCheckFailed";
-pub const SCALED_JOB_UPDATE_FAILED: &str = "ScaledJobUpdateFailed";
-pub const SCALED_JOB_PAUSED: &str = "ScaledJobPaused";
-pub const SCALED_JOB_UNPAUSED: &str = "ScaledJobUnpaused";
-pub const SCALED_JOB_DELETED: &str = "ScaledJobDeleted";
-pub const ROLLOUT_STARTED: &str = "ScaledJobRolloutCleanupStarted";
-pub const ROLLOUT_COMPLETED: &str = "ScaledJobRolloutCleanupCompleted";
-pub const ROLLOUT_FAILED: &str = "ScaledJobRolloutCleanupFailed";
+use crate::scaled_job::{job, status as sj_status};
 
 pub struct Context {
     pub client: kube::Client,
@@ -81,26 +71,30 @@ async fn apply(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
     let before = sj.status.clone();
     let mut desired = before.clone().unwrap_or_default();
     sj_status::ensure_initial(&mut desired);
-    let was_ready = sj_status::is(before.as_ref(), READY, "True");
+    let was_ready = sj_status::is(before.as_ref(), READY, ConditionStatus::True);
     let outcome = steps(sj, ctx, &mut desired).await;
     match &outcome {
         Ok(Outcome::Paused) => sj_status::set(
             &mut desired,
             READY,
-            "True",
-            SCALED_JOB_READY,
+            ConditionStatus::True,
+            EventReason::ScaledJobReady.as_str(),
             "ScaledJob is paused, skipping reconcile loop",
         ),
         Ok(Outcome::Running) => {
             if !was_ready {
                 ctx.events
-                    .normal(sj, SCALED_JOB_READY, "ScaledJob is ready for scaling")
+                    .normal(
+                        sj,
+                        EventReason::ScaledJobReady,
+                        "ScaledJob is ready for scaling",
+                    )
                     .await;
                 sj_status::set(
                     &mut desired,
                     READY,
-                    "True",
-                    SCALED_JOB_READY,
+                    ConditionStatus::True,
+                    EventReason::ScaledJobReady.as_str(),
                     "ScaledJob is defined correctly and is ready for scaling",
                 );
             }
@@ -111,19 +105,19 @@ async fn apply(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
             sj_status::set(
                 &mut desired,
                 READY,
-                "False",
-                SCALED_JOB_CHECK_FAILED,
+                ConditionStatus::False,
+                EventReason::ScaledJobCheckFailed.as_str(),
                 &message,
             );
             sj_status::set(
                 &mut desired,
                 ACTIVE,
-                "Unknown",
+                ConditionStatus::Unknown,
                 "UnknownState",
                 "ScaledJob check failed",
             );
             ctx.events
-                .warning(sj, SCALED_JOB_CHECK_FAILED, message)
+                .warning(sj, EventReason::ScaledJobCheckFailed, message)
                 .await;
         }
     }
@@ -133,7 +127,7 @@ async fn apply(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
     .await;
     if let Err(e) = result {
         ctx.events
-            .warning(sj, SCALED_JOB_UPDATE_FAILED, e.to_string())
+            .warning(sj, EventReason::ScaledJobUpdateFailed, e.to_string())
             .await;
         return Err(e.into());
     }
@@ -206,7 +200,7 @@ async fn steps(
             .publish(
                 sj,
                 EventType::Normal,
-                events::SCALERS_STARTED,
+                EventReason::KedaScalersStarted,
                 "ScalersWatchStarted",
                 "Started scalers watch",
             )
@@ -217,23 +211,23 @@ async fn steps(
 
 /// True when paused (`autoscaling.keda.sh/paused`; `paused-replicas` means nothing here).
 async fn handle_pause(sj: &ScaledJob, ctx: &Context, status: &mut ScaledJobStatus) -> bool {
-    let was_paused = sj_status::is(sj.status.as_ref(), PAUSED, "True");
-    if crate::pause::flag(sj.annotations(), crate::pause::PAUSED) {
+    let was_paused = sj_status::is(sj.status.as_ref(), PAUSED, ConditionStatus::True);
+    if crate::pause::flag(sj.annotations(), annotations::PAUSED) {
         if !was_paused {
             sj_status::set(
                 status,
                 PAUSED,
-                "True",
-                SCALED_JOB_PAUSED,
+                ConditionStatus::True,
+                EventReason::ScaledJobPaused.as_str(),
                 "ScaledJob is paused",
             );
             ctx.events
-                .normal(sj, SCALED_JOB_PAUSED, "ScaledJob is paused")
+                .normal(sj, EventReason::ScaledJobPaused, "ScaledJob is paused")
                 .await;
         }
         if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
             ctx.events
-                .normal(sj, events::SCALERS_STOPPED, "Stopped scalers watch")
+                .normal(sj, EventReason::KedaScalersStopped, "Stopped scalers watch")
                 .await;
         }
         return true;
@@ -242,12 +236,12 @@ async fn handle_pause(sj: &ScaledJob, ctx: &Context, status: &mut ScaledJobStatu
         sj_status::set(
             status,
             PAUSED,
-            "False",
-            SCALED_JOB_UNPAUSED,
+            ConditionStatus::False,
+            EventReason::ScaledJobUnpaused.as_str(),
             "ScaledJob is unpaused",
         );
         ctx.events
-            .normal(sj, SCALED_JOB_UNPAUSED, "ScaledJob is unpaused")
+            .normal(sj, EventReason::ScaledJobUnpaused, "ScaledJob is unpaused")
             .await;
     }
     false
@@ -273,7 +267,7 @@ async fn rollout(sj: &ScaledJob, ctx: &Context) {
     ctx.events
         .normal(
             sj,
-            ROLLOUT_STARTED,
+            EventReason::ScaledJobRolloutCleanupStarted,
             "Rollout cleanup started: deleting jobs of previous generations",
         )
         .await;
@@ -292,14 +286,22 @@ async fn rollout(sj: &ScaledJob, ctx: &Context) {
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
                 ctx.events
-                    .warning(sj, ROLLOUT_FAILED, format!("Rollout cleanup failed: {e}"))
+                    .warning(
+                        sj,
+                        EventReason::ScaledJobRolloutCleanupFailed,
+                        format!("Rollout cleanup failed: {e}"),
+                    )
                     .await;
                 return;
             }
         }
     }
     ctx.events
-        .normal(sj, ROLLOUT_COMPLETED, "Rollout cleanup completed")
+        .normal(
+            sj,
+            EventReason::ScaledJobRolloutCleanupCompleted,
+            "Rollout cleanup completed",
+        )
         .await;
 }
 
@@ -320,12 +322,12 @@ async fn cleanup(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
     record_references(ctx, sj, false).await;
     if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
         ctx.events
-            .normal(sj, events::SCALERS_STOPPED, "Stopped scalers watch")
+            .normal(sj, EventReason::KedaScalersStopped, "Stopped scalers watch")
             .await;
     }
     // The Jobs are owned by the ScaledJob: the garbage collector removes them.
     ctx.events
-        .warning(sj, SCALED_JOB_DELETED, "ScaledJob was deleted")
+        .warning(sj, EventReason::ScaledJobDeleted, "ScaledJob was deleted")
         .await;
     Ok(Action::await_change())
 }

@@ -7,20 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use keda_api::names::conditions::{ACTIVE, FALLBACK, PAUSED, READY};
+use keda_api::names::{ConditionStatus, EventReason, FINALIZER, labels};
+use keda_api::rules::scaled_object::{check_replica_bounds, check_triggers};
 use keda_api::{ScaledObject, ScaledObjectStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::hpa;
 use crate::pause;
 use crate::scale_loop::ScaleLoops;
 use crate::status;
 use crate::target::ScaleTarget;
-
-pub const FINALIZER: &str = "finalizer.keda.sh";
 
 pub struct Context {
     pub client: kube::Client,
@@ -77,7 +78,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     let before = so.status.clone();
     let mut desired = before.clone().unwrap_or_default();
     status::ensure_initial(&mut desired);
-    let was_ready = status::is_true(before.as_ref(), status::READY);
+    let was_ready = status::is_true(before.as_ref(), READY);
 
     // KEDA drops an object's scaler series on every reconcile; the loop fills them again.
     let (ns, so_name) = (so.namespace().unwrap_or_default(), so.name_any());
@@ -90,8 +91,8 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         Ok(Steps::Paused) => {
             status::set(
                 &mut desired,
-                status::READY,
-                "True",
+                READY,
+                ConditionStatus::True,
                 "ScaledObjectReady",
                 "ScaledObject is paused",
             );
@@ -101,7 +102,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
                 ctx.events
                     .normal(
                         so,
-                        events::SCALED_OBJECT_READY,
+                        EventReason::ScaledObjectReady,
                         "ScaledObject is ready for scaling",
                     )
                     .await;
@@ -111,7 +112,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
                     .publish(
                         so,
                         kube::runtime::events::EventType::Normal,
-                        events::SCALERS_STARTED,
+                        EventReason::KedaScalersStarted,
                         "ScalersWatchStarted",
                         "Started scalers watch",
                     )
@@ -121,8 +122,8 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
             if !was_ready {
                 status::set(
                     &mut desired,
-                    status::READY,
-                    "True",
+                    READY,
+                    ConditionStatus::True,
                     "ScaledObjectReady",
                     "ScaledObject is defined correctly and is ready for scaling",
                 );
@@ -132,28 +133,28 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
             let message = e.to_string();
             status::set(
                 &mut desired,
-                status::READY,
-                "False",
+                READY,
+                ConditionStatus::False,
                 "ScaledObjectCheckFailed",
                 &message,
             );
             status::set(
                 &mut desired,
-                status::ACTIVE,
-                "Unknown",
+                ACTIVE,
+                ConditionStatus::Unknown,
                 "UnknownState",
                 "ScaledObject check failed",
             );
             ctx.events
-                .warning(so, events::SCALED_OBJECT_CHECK_FAILED, message)
+                .warning(so, EventReason::ScaledObjectCheckFailed, message)
                 .await;
         }
     }
     if so.spec.fallback.is_none() {
         status::set(
             &mut desired,
-            status::FALLBACK,
-            "False",
+            FALLBACK,
+            ConditionStatus::False,
             "NoFallbackFound",
             "No fallbacks are active on this scaled object",
         );
@@ -166,7 +167,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     .await;
     if let Err(e) = result {
         ctx.events
-            .warning(so, events::SCALED_OBJECT_UPDATE_FAILED, e.to_string())
+            .warning(so, EventReason::ScaledObjectUpdateFailed, e.to_string())
             .await;
         return Err(e.into());
     }
@@ -176,7 +177,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
 /// Copies what a reconcile decides onto `status`, leaving what the scale loop writes alone
 /// except where the reconcile takes a stand (Ready, and Active when the check failed).
 fn merge_reconciled(status: &mut ScaledObjectStatus, decided: &ScaledObjectStatus) {
-    let loop_conditions = [status::ACTIVE];
+    let loop_conditions = [ACTIVE];
     let mut conditions = status.conditions.clone().unwrap_or_default();
     for c in decided.conditions.iter().flatten() {
         let owned_by_loop = loop_conditions.contains(&c.r#type.as_str())
@@ -256,12 +257,16 @@ async fn reconcile_steps(
         status.paused_replica_count = None;
     }
 
-    check_replica_bounds(so)
-        .map_err(|e| Error::check("ScaledObject doesn't have correct replica count bounds", e))?;
+    check_replica_bounds(so).map_err(|e| {
+        Error::check(
+            "ScaledObject doesn't have correct replica count bounds",
+            e.message,
+        )
+    })?;
     check_triggers(so).map_err(|e| {
         Error::check(
             "ScaledObject doesn't have correct triggers specification",
-            e,
+            e.message,
         )
     })?;
     status.triggers_types = Some(unique_joined(
@@ -314,25 +319,29 @@ async fn handle_pause(
     ctx: &Context,
     status: &mut ScaledObjectStatus,
 ) -> Result<bool, Error> {
-    let was_paused = status::is_true(so.status.as_ref(), status::PAUSED);
+    let was_paused = status::is_true(so.status.as_ref(), PAUSED);
     if pause::is_paused(so) {
         if !was_paused {
             status::set(
                 status,
-                status::PAUSED,
-                "True",
+                PAUSED,
+                ConditionStatus::True,
                 "ScaledObjectPaused",
                 "ScaledObject is paused",
             );
             ctx.events
-                .normal(so, events::SCALED_OBJECT_PAUSED, "ScaledObject is paused")
+                .normal(
+                    so,
+                    EventReason::ScaledObjectPaused,
+                    "ScaledObject is paused",
+                )
                 .await;
         }
     } else if was_paused {
         status::set(
             status,
-            status::PAUSED,
-            "False",
+            PAUSED,
+            ConditionStatus::False,
             "ScaledObjectUnpaused",
             "pause annotation removed for ScaledObject",
         );
@@ -340,7 +349,7 @@ async fn handle_pause(
         ctx.events
             .normal(
                 so,
-                events::SCALED_OBJECT_UNPAUSED,
+                EventReason::ScaledObjectUnpaused,
                 "ScaledObject is unpaused",
             )
             .await;
@@ -351,7 +360,7 @@ async fn handle_pause(
     let key = ScaleLoops::key_of(so);
     if ctx.loops.unregister(&key).await {
         ctx.events
-            .normal(so, events::SCALERS_STOPPED, "Stopped scalers watch")
+            .normal(so, EventReason::KedaScalersStopped, "Stopped scalers watch")
             .await;
     }
     let namespace = so.namespace().unwrap_or_default();
@@ -394,12 +403,12 @@ async fn handle_pause(
 
 async fn ensure_name_label(so: &ScaledObject, ctx: &Context) -> Result<(), Error> {
     let name = so.name_any();
-    if so.labels().get(hpa::SCALED_OBJECT_NAME_LABEL) == Some(&name) {
+    if so.labels().get(labels::SCALED_OBJECT_NAME) == Some(&name) {
         return Ok(());
     }
     let api: Api<ScaledObject> =
         Api::namespaced(ctx.client.clone(), &so.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"metadata": {"labels": {hpa::SCALED_OBJECT_NAME_LABEL: name}}});
+    let patch = serde_json::json!({"metadata": {"labels": {labels::SCALED_OBJECT_NAME: name}}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
@@ -463,7 +472,7 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     record_references(ctx, so, false).await;
     if ctx.loops.unregister(&key).await {
         ctx.events
-            .normal(so, events::SCALERS_STOPPED, "Stopped scalers watch")
+            .normal(so, EventReason::KedaScalersStopped, "Stopped scalers watch")
             .await;
     }
     let restore = so
@@ -485,59 +494,11 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     ctx.events
         .warning(
             so,
-            events::SCALED_OBJECT_DELETED,
+            EventReason::ScaledObjectDeleted,
             "ScaledObject was deleted",
         )
         .await;
     Ok(Action::await_change())
-}
-
-/// Replica bounds as KEDA's reconcile and webhook check them (spec §6, check 1).
-pub fn check_replica_bounds(so: &ScaledObject) -> Result<(), String> {
-    let min = match so.spec.min_replica_count {
-        None => 0,
-        Some(m) => m.max(1),
-    };
-    let max = so.spec.max_replica_count();
-    if min > max {
-        return Err(format!(
-            "MinReplicaCount={min} must be less than MaxReplicaCount={max}"
-        ));
-    }
-    if let Some(idle) = so.spec.idle_replica_count
-        && idle >= min
-    {
-        return Err(format!(
-            "IdleReplicaCount={idle} must be less than MinReplicaCount={min}"
-        ));
-    }
-    Ok(())
-}
-
-/// Trigger names unique; `useCachedMetrics` not on cpu/memory/cron (spec §6, check 10).
-pub fn check_triggers(so: &ScaledObject) -> Result<(), String> {
-    if so.spec.triggers.is_empty() {
-        return Err("no triggers defined in the ScaledObject/ScaledJob".into());
-    }
-    let mut names = std::collections::HashSet::new();
-    for (i, trigger) in so.spec.triggers.iter().enumerate() {
-        if trigger.use_cached_metrics == Some(true)
-            && matches!(trigger.r#type.as_str(), "cpu" | "memory" | "cron")
-        {
-            return Err(format!(
-                "property \"useCachedMetrics\" is not supported for {} scaler (trigger {i})",
-                trigger.r#type
-            ));
-        }
-        if let Some(name) = trigger.name.as_deref().filter(|n| !n.is_empty())
-            && !names.insert(name)
-        {
-            return Err(format!(
-                "triggerName {name:?} is defined multiple times in the ScaledObject/ScaledJob, but it must be unique"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn unique_joined(items: impl Iterator<Item = String>) -> String {

@@ -16,10 +16,10 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use keda_api::names::{EventReason, FINALIZER};
+
 use crate::auth::AuthResolver;
 use crate::events::Events;
-
-pub const FINALIZER: &str = "finalizer.keda.sh";
 
 pub struct Context {
     pub client: kube::Client,
@@ -44,19 +44,19 @@ pub trait AuthKind:
     + Sync
     + 'static
 {
-    const ADDED: &'static str;
-    const UPDATED: &'static str;
-    const DELETED: &'static str;
+    const ADDED: EventReason;
+    const UPDATED: EventReason;
+    const DELETED: EventReason;
     const ADDED_NOTE: &'static str;
     fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self>;
     fn updated_note(name: &str) -> String;
 }
 
 impl AuthKind for TriggerAuthentication {
-    const ADDED: &'static str = "TriggerAuthenticationAdded";
+    const ADDED: EventReason = EventReason::TriggerAuthenticationAdded;
     // KEDA's constant for a TA update carries the CTA reason and message; clients match on it.
-    const UPDATED: &'static str = "ClusterTriggerAuthenticationUpdated";
-    const DELETED: &'static str = "TriggerAuthenticationDeleted";
+    const UPDATED: EventReason = EventReason::ClusterTriggerAuthenticationUpdated;
+    const DELETED: EventReason = EventReason::TriggerAuthenticationDeleted;
     const ADDED_NOTE: &'static str = "New TriggerAuthentication configured";
     fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
         Api::namespaced(client, namespace.unwrap_or_default())
@@ -67,9 +67,9 @@ impl AuthKind for TriggerAuthentication {
 }
 
 impl AuthKind for ClusterTriggerAuthentication {
-    const ADDED: &'static str = "ClusterTriggerAuthenticationAdded";
-    const UPDATED: &'static str = "ClusterTriggerAuthenticationUpdated";
-    const DELETED: &'static str = "ClusterTriggerAuthenticationDeleted";
+    const ADDED: EventReason = EventReason::ClusterTriggerAuthenticationAdded;
+    const UPDATED: EventReason = EventReason::ClusterTriggerAuthenticationUpdated;
+    const DELETED: EventReason = EventReason::ClusterTriggerAuthenticationDeleted;
     const ADDED_NOTE: &'static str = "New ClusterTriggerAuthentication configured";
     fn api(client: kube::Client, _namespace: Option<&str>) -> Api<Self> {
         Api::all(client)

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 pub use identity::{ClientAuthPolicy, Denied, PeerIdentity, authorize, common_name};
 pub use quantity::milli_quantity;
-pub use selector::{SCALED_OBJECT_LABEL, label_selector_from_query, scaled_object_name};
+pub use selector::{label_selector_from_query, scaled_object_name};
 pub use server::{BoundServer, bind, serve};
 pub use tls::{RequestHeaderAuth, TlsMaterial, self_signed};
 

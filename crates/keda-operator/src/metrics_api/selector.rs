@@ -8,10 +8,9 @@
 
 use std::borrow::Cow;
 
-use super::routes::percent_decode;
+use keda_api::names::labels::SCALED_OBJECT_NAME;
 
-/// The label KEDA puts in the HPA's metric selector.
-pub const SCALED_OBJECT_LABEL: &str = "scaledobject.keda.sh/name";
+use super::routes::percent_decode;
 
 /// The decoded value of the first `labelSelector` parameter of a raw query string (`+` is a
 /// space, `%XX` escapes are decoded). `None` when absent or not decodable.
@@ -27,11 +26,11 @@ pub fn label_selector_from_query(query: &str) -> Option<Cow<'_, str>> {
 }
 
 /// The ScaledObject named by `selector`, or `None` when the selector does not pin
-/// [`SCALED_OBJECT_LABEL`] to exactly one non-empty value.
+/// [`SCALED_OBJECT_NAME`] to exactly one non-empty value.
 pub fn scaled_object_name(selector: &str) -> Option<&str> {
     top_level_terms(selector)
         .map(str::trim)
-        .find(|term| requirement_key(term) == SCALED_OBJECT_LABEL)
+        .find(|term| requirement_key(term) == SCALED_OBJECT_NAME)
         .and_then(exact_value)
 }
 
@@ -207,9 +206,9 @@ mod tests {
 
         #[test]
         fn any_name_round_trips(name in "[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?", other in "[a-z]{1,8}=[a-z]{0,8}") {
-            let selector = format!("{other},{SCALED_OBJECT_LABEL}={name}");
+            let selector = format!("{other},{SCALED_OBJECT_NAME}={name}");
             prop_assert_eq!(scaled_object_name(&selector), Some(name.as_str()));
-            let selector = format!("{SCALED_OBJECT_LABEL}=={name},{other}");
+            let selector = format!("{SCALED_OBJECT_NAME}=={name},{other}");
             prop_assert_eq!(scaled_object_name(&selector), Some(name.as_str()));
         }
 

@@ -8,18 +8,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use keda_api::ScaledJob;
+use keda_api::names::{ConditionStatus, annotations, labels};
 use kube::{Resource, ResourceExt};
-
-pub const NAME_LABEL: &str = "scaledjob.keda.sh/name";
-pub const GENERATION_ANNOTATION: &str = "scaledjob.keda.sh/generation";
-pub const EXCLUDED_LABELS_ANNOTATION: &str = "scaledjob.keda.sh/job-excluded-labels";
 
 /// The Job to create for `sj` (identical for every Job of one poll; the apiserver names them).
 pub fn build(sj: &ScaledJob, version: &str) -> Job {
     let name = sj.name_any();
     let excluded: Vec<&str> = sj
         .annotations()
-        .get(EXCLUDED_LABELS_ANNOTATION)
+        .get(annotations::JOB_EXCLUDED_LABELS)
         .map(|v| v.split(',').collect())
         .unwrap_or_default();
     let mut labels = BTreeMap::from([
@@ -30,7 +27,7 @@ pub fn build(sj: &ScaledJob, version: &str) -> Job {
             "app.kubernetes.io/managed-by".to_string(),
             "keda-operator".to_string(),
         ),
-        (NAME_LABEL.to_string(), name.clone()),
+        (labels::SCALED_JOB_NAME.to_string(), name.clone()),
     ]);
     for (k, v) in sj.labels() {
         if !excluded.contains(&k.as_str()) {
@@ -38,7 +35,7 @@ pub fn build(sj: &ScaledJob, version: &str) -> Job {
         }
     }
     let mut annotations = BTreeMap::from([(
-        GENERATION_ANNOTATION.to_string(),
+        annotations::SCALED_JOB_GENERATION.to_string(),
         sj.metadata.generation.unwrap_or(0).to_string(),
     )]);
     annotations.extend(sj.annotations().clone());
@@ -51,7 +48,7 @@ pub fn build(sj: &ScaledJob, version: &str) -> Job {
     template_meta
         .labels
         .get_or_insert_with(BTreeMap::new)
-        .insert(NAME_LABEL.to_string(), name.clone());
+        .insert(labels::SCALED_JOB_NAME.to_string(), name.clone());
     // A Job rejects `Always`, the default a client would fill in.
     if let Some(pod) = spec.template.spec.as_mut()
         && pod.restart_policy.as_deref().unwrap_or_default().is_empty()
@@ -91,7 +88,10 @@ pub fn finished_as(job: &Job) -> Option<&str> {
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .find(|c| {
+            (c.type_ == "Complete" || c.type_ == "Failed")
+                && c.status == ConditionStatus::True.as_str()
+        })
         .map(|c| c.type_.as_str())
 }
 
@@ -120,9 +120,10 @@ pub fn is_pending(job: &Job, pods: &[&Pod], conditions: &[String]) -> bool {
                 .and_then(|s| s.conditions.as_ref())
                 .map(|c| c.as_slice())
                 .unwrap_or_default();
-            conditions
-                .iter()
-                .all(|want| have.iter().any(|c| &c.type_ == want && c.status == "True"))
+            conditions.iter().all(|want| {
+                have.iter()
+                    .any(|c| &c.type_ == want && c.status == ConditionStatus::True.as_str())
+            })
         })
     }
 }
@@ -161,7 +162,7 @@ pub fn stale_for_rollout<'a>(jobs: &[&'a Job], generation: Option<i64>) -> Vec<&
     let current = generation.unwrap_or(0).to_string();
     jobs.iter()
         .copied()
-        .filter(|j| j.annotations().get(GENERATION_ANNOTATION) != Some(&current))
+        .filter(|j| j.annotations().get(annotations::SCALED_JOB_GENERATION) != Some(&current))
         .collect()
 }
 
@@ -177,7 +178,7 @@ mod tests {
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob",
             "metadata": {"name": "csv", "namespace": "ns", "uid": "u-1", "generation": 3,
                 "labels": {"team": "a", "secret": "x"},
-                "annotations": {EXCLUDED_LABELS_ANNOTATION: "secret,other"}},
+                "annotations": {annotations::JOB_EXCLUDED_LABELS: "secret,other"}},
             "spec": {"jobTargetRef": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
                 "triggers": [{"type": "redis", "metadata": {}}]}
         }))
@@ -197,8 +198,8 @@ mod tests {
         assert_eq!(labels["team"], "a");
         assert!(!labels.contains_key("secret"), "excluded label copied");
         let ann = m.annotations.as_ref().unwrap();
-        assert_eq!(ann[GENERATION_ANNOTATION], "3");
-        assert!(ann.contains_key(EXCLUDED_LABELS_ANNOTATION));
+        assert_eq!(ann[annotations::SCALED_JOB_GENERATION], "3");
+        assert!(ann.contains_key(annotations::JOB_EXCLUDED_LABELS));
         let owner = &m.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
@@ -243,8 +244,10 @@ mod tests {
         let mut j = Job::default();
         j.metadata.name = Some(name.into());
         if let Some(g) = gen_ {
-            j.metadata.annotations =
-                Some(BTreeMap::from([(GENERATION_ANNOTATION.into(), g.into())]));
+            j.metadata.annotations = Some(BTreeMap::from([(
+                annotations::SCALED_JOB_GENERATION.into(),
+                g.into(),
+            )]));
         }
         j.status = Some(JobStatus {
             conditions: finished.map(|t| {

@@ -21,18 +21,14 @@ use super::job;
 use super::status as sj_status;
 use super::strategy::{self, JobCounts, ScalerReading, Strategy};
 use crate::auth::{self, AuthResolver, WorkloadTemplate};
-use crate::events::{self, Events};
+use crate::events::Events;
 use crate::scale_loop::TriggerScaler;
 use crate::scheduler::{ObjectKey, PollTarget, Scheduler};
-use crate::status::{ACTIVE, READY};
+use keda_api::names::conditions::{ACTIVE, READY};
+use keda_api::names::{ConditionStatus, EventReason, annotations, labels};
 
 pub const SCALED_JOB: &str = "ScaledJob";
 const SCALER_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub const JOBS_CREATED: &str = "KEDAJobsCreated";
-pub const JOB_CREATE_FAILED: &str = "KEDAJobCreateFailed";
-pub const SCALED_JOB_ACTIVE: &str = "ScaledJobActive";
-pub const SCALED_JOB_INACTIVE: &str = "ScaledJobInactive";
 
 /// The scalers of one ScaledJob at one generation.
 pub struct ScalersCache {
@@ -96,10 +92,11 @@ impl JobLoops {
         client: kube::Client,
         scheduler: Scheduler,
         auth: Arc<AuthResolver>,
+        events: Events,
         version: String,
     ) -> Arc<Self> {
         Arc::new(Self {
-            events: Events::for_controller(client.clone(), "scale-handler"),
+            events,
             client,
             registry: Registry::builtin(),
             pools: Pools::new(),
@@ -148,7 +145,7 @@ impl JobLoops {
             .into_iter()
             .filter(|j| {
                 j.namespace().as_deref() == Some(namespace)
-                    && j.labels().get(job::NAME_LABEL).map(String::as_str) == Some(name)
+                    && j.labels().get(labels::SCALED_JOB_NAME).map(String::as_str) == Some(name)
             })
             .collect()
     }
@@ -205,7 +202,7 @@ impl JobLoops {
             self.events
                 .normal(
                     sj,
-                    events::SCALERS_STARTED,
+                    EventReason::KedaScalersStarted,
                     format!("Scaler {} is built.", trigger.r#type),
                 )
                 .await;
@@ -319,7 +316,7 @@ impl JobLoops {
             return;
         };
         if sj.metadata.deletion_timestamp.is_some()
-            || crate::pause::flag(sj.annotations(), crate::pause::PAUSED)
+            || crate::pause::flag(sj.annotations(), annotations::PAUSED)
         {
             return;
         }
@@ -328,7 +325,7 @@ impl JobLoops {
             Err(e) => {
                 tracing::warn!(object = %key, error = %e, "cannot build scalers; skipping poll");
                 self.events
-                    .warning(sj.as_ref(), events::SCALER_FAILED, e.to_string())
+                    .warning(sj.as_ref(), EventReason::KedaScalerFailed, e.to_string())
                     .await;
                 return;
             }
@@ -387,7 +384,7 @@ impl JobLoops {
                     is_error = true;
                     tracing::warn!(object = %key, %metric, error = %e, "scaler failed");
                     self.events
-                        .warning(sj.as_ref(), events::SCALER_FAILED, e.to_string())
+                        .warning(sj.as_ref(), EventReason::KedaScalerFailed, e.to_string())
                         .await;
                 }
             }
@@ -424,7 +421,7 @@ impl JobLoops {
         // One list of the ScaledJob's pods (they carry our template label), grouped by Job.
         let pods: Api<Pod> =
             Api::namespaced(self.client.clone(), &sj.namespace().unwrap_or_default());
-        let selector = format!("{}={}", job::NAME_LABEL, sj.name_any());
+        let selector = format!("{}={}", labels::SCALED_JOB_NAME, sj.name_any());
         let pods = match pods.list(&ListParams::default().labels(&selector)).await {
             Ok(list) => list.items,
             Err(e) => {
@@ -472,7 +469,7 @@ impl JobLoops {
                     self.events
                         .warning(
                             sj,
-                            JOB_CREATE_FAILED,
+                            EventReason::KedaJobCreateFailed,
                             format!("Failed to create job {}-: {e}", key.name),
                         )
                         .await;
@@ -480,23 +477,27 @@ impl JobLoops {
             }
             tracing::info!(object = %key, jobs = n, "created jobs");
             self.events
-                .normal(sj, JOBS_CREATED, format!("Created {n} jobs"))
+                .normal(
+                    sj,
+                    EventReason::KedaJobsCreated,
+                    format!("Created {n} jobs"),
+                )
                 .await;
         }
         let was = sj_status::get(sj.status.as_ref(), ACTIVE).map(|c| c.status.clone());
-        if agg.is_active && was.as_deref() != Some("True") {
+        if agg.is_active && was.as_deref() != Some(ConditionStatus::True.as_str()) {
             self.events
                 .normal(
                     sj,
-                    SCALED_JOB_ACTIVE,
+                    EventReason::ScaledJobActive,
                     "Scaling is performed because triggers are active",
                 )
                 .await;
-        } else if !agg.is_active && was.as_deref() != Some("False") {
+        } else if !agg.is_active && was.as_deref() != Some(ConditionStatus::False.as_str()) {
             self.events
                 .normal(
                     sj,
-                    SCALED_JOB_INACTIVE,
+                    EventReason::ScaledJobInactive,
                     "Scaling is not performed because triggers are not active",
                 )
                 .await;
@@ -511,21 +512,21 @@ impl JobLoops {
                 (true, true) => sj_status::set(
                     s,
                     READY,
-                    "Unknown",
+                    ConditionStatus::Unknown,
                     "PartialTriggerError",
                     "Some triggers defined in ScaledJob are not working correctly",
                 ),
                 (true, false) => sj_status::set(
                     s,
                     READY,
-                    "False",
+                    ConditionStatus::False,
                     "TriggerError",
                     "Triggers defined in ScaledJob are not working correctly",
                 ),
                 (false, _) => sj_status::set(
                     s,
                     READY,
-                    "True",
+                    ConditionStatus::True,
                     "ScaledJobReady",
                     "ScaledJob is defined correctly and is ready for scaling",
                 ),
@@ -534,7 +535,7 @@ impl JobLoops {
                 sj_status::set(
                     s,
                     ACTIVE,
-                    "True",
+                    ConditionStatus::True,
                     "ScalerActive",
                     "Scaling is performed because triggers are active",
                 );
@@ -542,7 +543,7 @@ impl JobLoops {
                 sj_status::set(
                     s,
                     ACTIVE,
-                    "False",
+                    ConditionStatus::False,
                     "ScalerNotActive",
                     "Scaling is not performed because triggers are not active",
                 );

@@ -6,20 +6,21 @@ use keda_api::common::Condition;
 use keda_api::{ScaledJob, ScaledJobStatus};
 use kube::api::{Api, PostParams};
 
-use crate::status::{ACTIVE, FALLBACK, PAUSED, READY};
+use keda_api::names::ConditionStatus;
+use keda_api::names::conditions::{ACTIVE, FALLBACK, PAUSED, READY};
 
 pub fn ensure_initial(status: &mut ScaledJobStatus) {
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     for (t, s) in [
-        (READY, "Unknown"),
-        (ACTIVE, "Unknown"),
-        (FALLBACK, "Unknown"),
-        (PAUSED, "False"),
+        (READY, ConditionStatus::Unknown),
+        (ACTIVE, ConditionStatus::Unknown),
+        (FALLBACK, ConditionStatus::Unknown),
+        (PAUSED, ConditionStatus::False),
     ] {
         if !conditions.iter().any(|c| c.r#type == t) {
             conditions.push(Condition {
                 r#type: t.to_string(),
-                status: s.to_string(),
+                status: s.as_str().to_string(),
                 reason: None,
                 message: None,
             });
@@ -27,11 +28,17 @@ pub fn ensure_initial(status: &mut ScaledJobStatus) {
     }
 }
 
-pub fn set(status: &mut ScaledJobStatus, type_: &str, value: &str, reason: &str, message: &str) {
+pub fn set(
+    status: &mut ScaledJobStatus,
+    type_: &str,
+    value: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
     ensure_initial(status);
     let new = Condition {
         r#type: type_.to_string(),
-        status: value.to_string(),
+        status: value.as_str().to_string(),
         reason: Some(reason.to_string()),
         message: Some(message.to_string()),
     };
@@ -50,8 +57,8 @@ pub fn get<'a>(status: Option<&'a ScaledJobStatus>, type_: &str) -> Option<&'a C
         .find(|c| c.r#type == type_)
 }
 
-pub fn is(status: Option<&ScaledJobStatus>, type_: &str, value: &str) -> bool {
-    get(status, type_).is_some_and(|c| c.status == value)
+pub fn is(status: Option<&ScaledJobStatus>, type_: &str, value: ConditionStatus) -> bool {
+    get(status, type_).is_some_and(|c| c.status == value.as_str())
 }
 
 /// Applies `mutate` over the freshest status and writes it if it changed; the cached

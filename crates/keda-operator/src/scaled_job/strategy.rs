@@ -4,6 +4,7 @@
 //! differ (spec §12).
 
 use keda_api::ScaledJob;
+use keda_api::rules::scaled_job::parse_go_float;
 use keda_api::scaled_job::{MultipleScalersCalculation, ScalingStrategyKind};
 
 /// `MinReplicaCount()` of §5.2: `min`, or `max` when `min > max`.
@@ -158,14 +159,6 @@ impl Strategy {
             }
         }
     }
-}
-
-/// A float the way Go's `strconv.ParseFloat` accepts it (no surrounding spaces).
-pub fn parse_go_float(s: &str) -> Option<f64> {
-    if s.is_empty() || s.trim() != s {
-        return None;
-    }
-    s.parse::<f64>().ok()
 }
 
 /// Counts of the ScaledJob's unfinished Jobs (§5.4); `pending` is a subset of `running`.

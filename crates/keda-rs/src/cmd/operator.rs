@@ -8,26 +8,22 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use keda_operator::metrics_api::TlsMaterial;
-use keda_operator::operator::{self, MetricsApiOptions, OperatorConfig};
+use keda_operator::operator::{self, MetricsApiOptions};
 use keda_operator::telemetry::{self, BuildInfo, Telemetry, TelemetryServer};
+
+use crate::config::OperatorFlags;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Kubeconfig to use; otherwise $KUBECONFIG, ~/.kube/config, or the in-cluster configuration.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: Option<PathBuf>,
-    /// Namespaces to watch; empty watches all (KEDA's WATCH_NAMESPACE).
-    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
-    watch_namespace: String,
+    /// Settings that build the operator's configuration, with their environment variables.
+    #[command(flatten)]
+    config: OperatorFlags,
     /// Where the external-metrics API listens.
     #[arg(long, default_value = "0.0.0.0:6443")]
     metrics_api_bind_address: SocketAddr,
     /// Service the aggregator reaches the external-metrics API through.
     #[arg(long, default_value = "keda-metrics-apiserver")]
     metrics_server_service_name: String,
-    /// Namespace of that Service (KEDA's POD_NAMESPACE).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "keda")]
-    pod_namespace: String,
     /// Folder with tls.crt, tls.key and ca.crt for the external-metrics API; self-signed if absent.
     #[arg(long)]
     cert_dir: Option<PathBuf>,
@@ -37,25 +33,12 @@ pub struct Args {
     /// Require the aggregator's front-proxy client certificate on metric reads.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     authenticate_aggregator: bool,
-    /// Concurrent ScaledObject reconciles.
-    #[arg(
-        long,
-        env = "KEDA_SCALEDOBJECT_CTRL_MAX_RECONCILES",
-        default_value_t = 5
-    )]
-    max_reconciles: u16,
-    /// Polls in flight at once, across all objects.
-    #[arg(long, default_value_t = 64)]
-    max_concurrent_polls: usize,
     /// Where the Prometheus metrics endpoint (`/metrics`, plain HTTP) listens; "0" disables it.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_bind_address: String,
     /// Where the health probes (`/healthz`, `/readyz`, plain HTTP) listen; "0" disables them.
     #[arg(long, default_value = "0.0.0.0:8081")]
     health_probe_bind_address: String,
-    /// Root directory for ClusterTriggerAuthentication `filePath`; empty disables `filePath`.
-    #[arg(long, default_value = "")]
-    filepath_auth_root_path: String,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -132,34 +115,17 @@ async fn bind_telemetry(
 
 async fn run_async(args: &Args) -> anyhow::Result<()> {
     let (metrics_server, probes_server) = bind_telemetry(args).await?;
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = client(args.config.kubeconfig.as_ref()).await?;
     let tls = args.cert_dir.as_deref().map(load_tls).transpose()?;
-    let config = OperatorConfig {
-        watch_namespace: Some(args.watch_namespace.trim_matches('"').to_string())
-            .filter(|n| !n.is_empty()),
-        max_reconciles: args.max_reconciles,
-        max_concurrent_polls: args.max_concurrent_polls,
-        auth: keda_operator::auth::AuthOptions {
-            cluster_object_namespace: args.pod_namespace.clone(),
-            operator_namespace: args.pod_namespace.clone(),
-            filepath_root: Some(args.filepath_auth_root_path.as_str())
-                .filter(|p| !p.is_empty())
-                .map(std::path::PathBuf::from),
-            ..keda_operator::auth::AuthOptions::default()
-        }
-        // KEDA_CLUSTER_OBJECT_NAMESPACE, KEDA_RESTRICT_SECRET_ACCESS,
-        // KEDA_BOUND_SERVICE_ACCOUNT_TOKEN_EXPIRY (bad value: exit, as KEDA), VAULT_TOKEN.
-        .from_env()
-        .map_err(anyhow::Error::msg)?,
-        ..OperatorConfig::default()
-    };
+    // A bad KEDA_BOUND_SERVICE_ACCOUNT_TOKEN_EXPIRY stops the operator here, as it stops KEDA.
+    let config = args.config.operator_config()?;
     let handle = operator::start(
         client,
         config,
         MetricsApiOptions {
             bind: args.metrics_api_bind_address,
             service: args.metrics_server_service_name.clone(),
-            namespace: args.pod_namespace.clone(),
+            namespace: args.config.pod_namespace.clone(),
             tls,
             patch_apiservice: args.enable_apiservice_patching,
             authenticate_aggregator: args.authenticate_aggregator,

@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use keda_api::rules::{scaled_job, scaled_object};
 use keda_api::validate::{ObjectReport, Problem, Severity, validate_manifests};
 use keda_api::{ScaleTriggers, ScaledJob, ScaledObject};
 use keda_scalers::{MetricTargetKind, Registry, ScalerConfig};
@@ -135,17 +136,14 @@ fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
             let Ok(so) = serde_json::from_value::<ScaledObject>(value) else {
                 return problems;
             };
-            use keda_operator::controllers::scaled_object::{check_replica_bounds, check_triggers};
-            if let Err(e) = check_replica_bounds(&so) {
-                let field = if e.starts_with("IdleReplicaCount") {
-                    "spec.idleReplicaCount"
-                } else {
-                    "spec.minReplicaCount"
-                };
-                problems.push(Problem::error(field, e));
-            }
-            if let Err(e) = check_triggers(&so) {
-                problems.push(Problem::error("spec.triggers", e));
+            // The operator's own ScaledObject rules (shared with its reconcile).
+            for result in [
+                scaled_object::check_replica_bounds(&so),
+                scaled_object::check_triggers(&so),
+            ] {
+                if let Err(e) = result {
+                    problems.push(e.into());
+                }
             }
             problems.extend(trigger_problems(&so.spec.triggers, false));
         }
@@ -154,15 +152,15 @@ fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
                 return problems;
             };
             // The operator's own ScaledJob rules (shared with its reconcile).
-            use keda_operator::scaled_job::checks;
-            for result in [checks::check_job_target(&sj), checks::check_triggers(&sj)] {
+            for result in [
+                scaled_job::check_job_target(&sj),
+                scaled_job::check_triggers(&sj),
+            ] {
                 if let Err(e) = result {
-                    problems.push(Problem::error(&e.field, e.message));
+                    problems.push(e.into());
                 }
             }
-            for w in checks::warnings(&sj) {
-                problems.push(Problem::warning(&w.field, w.message));
-            }
+            problems.extend(scaled_job::warnings(&sj));
             problems.extend(trigger_problems(&sj.spec.triggers, true));
         }
         _ => {}

@@ -2,8 +2,8 @@
 //! (spec §6), as pure functions shared by `keda-rs validate` and the webhook, plus `filePath`
 //! being cluster-only (KEDA only finds that out when a scaler is built).
 
+use crate::problem::Problem;
 use crate::trigger_auth::{AuthenticationSpec, IdentityOwner, PodIdentityProvider};
-use crate::validate::Problem;
 
 /// Problems of `spec`; `cluster` for a ClusterTriggerAuthentication.
 pub fn check_authentication(spec: &AuthenticationSpec, cluster: bool) -> Vec<Problem> {

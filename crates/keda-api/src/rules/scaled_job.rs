@@ -1,33 +1,23 @@
 //! The ScaledJob rules the operator enforces at reconcile (spec §5.1), as pure functions that
 //! `keda-rs validate` runs too. Each error names the field at fault.
 
-use keda_api::ScaledJob;
-use keda_api::scaled_job::ScalingStrategyKind;
+use super::{Violation, first_duplicate_trigger_name};
+use crate::ScaledJob;
+use crate::names::annotations;
+use crate::problem::Problem;
+use crate::scaled_job::ScalingStrategyKind;
 
-use super::strategy::parse_go_float;
-
-/// A rule broken: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckError {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for CheckError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+/// A number as Go's `strconv.ParseFloat` reads it for KEDA's string-typed numbers: no
+/// surrounding space, nothing empty.
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    if s.is_empty() || s.trim() != s {
+        return None;
     }
-}
-
-fn err(field: impl Into<String>, message: impl Into<String>) -> CheckError {
-    CheckError {
-        field: field.into(),
-        message: message.into(),
-    }
+    s.parse::<f64>().ok()
 }
 
 /// `jobTargetRef` must describe a pod (KEDA: "ScaledJob doesn't have correct jobTargetRef").
-pub fn check_job_target(sj: &ScaledJob) -> Result<(), CheckError> {
+pub fn check_job_target(sj: &ScaledJob) -> Result<(), Violation> {
     let containers = sj
         .spec
         .job_target_ref
@@ -36,7 +26,7 @@ pub fn check_job_target(sj: &ScaledJob) -> Result<(), CheckError> {
         .as_ref()
         .map_or(0, |p| p.containers.len());
     if containers == 0 {
-        return Err(err(
+        return Err(Violation::new(
             "spec.jobTargetRef.template.spec.containers",
             "ScaledJob doesn't have correct jobTargetRef specification: no containers in the Job template",
         ));
@@ -46,25 +36,31 @@ pub fn check_job_target(sj: &ScaledJob) -> Result<(), CheckError> {
 
 /// Triggers: at least one, unique names, and no `metricType` (the ScaledJob CRD drops it and
 /// KEDA's reconcile fails when it is there anyway).
-pub fn check_triggers(sj: &ScaledJob) -> Result<(), CheckError> {
+pub fn check_triggers(sj: &ScaledJob) -> Result<(), Violation> {
     if sj.spec.triggers.is_empty() {
-        return Err(err("spec.triggers", "no triggers defined in the ScaledJob"));
+        return Err(Violation::new(
+            "spec.triggers",
+            "no triggers defined in the ScaledJob",
+        ));
     }
-    let mut names = std::collections::HashSet::new();
+    let duplicate = first_duplicate_trigger_name(&sj.spec.triggers);
     for (i, t) in sj.spec.triggers.iter().enumerate() {
         if t.r#type.is_empty() {
-            return Err(err(format!("spec.triggers[{i}].type"), "must not be empty"));
+            return Err(Violation::new(
+                format!("spec.triggers[{i}].type"),
+                "must not be empty",
+            ));
         }
         if let Some(m) = t.metric_type.as_deref().filter(|m| !m.is_empty()) {
-            return Err(err(
+            return Err(Violation::new(
                 format!("spec.triggers[{i}].metricType"),
                 format!("metricType {m:?} is not supported for ScaledJob triggers"),
             ));
         }
-        if let Some(name) = t.name.as_deref().filter(|n| !n.is_empty())
-            && !names.insert(name)
+        if let Some((at, name)) = duplicate
+            && at == i
         {
-            return Err(err(
+            return Err(Violation::new(
                 format!("spec.triggers[{i}].name"),
                 format!(
                     "triggerName {name:?} is defined multiple times in the ScaledJob, but it must be unique"
@@ -78,7 +74,7 @@ pub fn check_triggers(sj: &ScaledJob) -> Result<(), CheckError> {
 /// Warnings that do not stop KEDA but surprise users: a `custom` strategy whose percentage does
 /// not parse silently runs as `default`; `useCachedMetrics` is ignored;
 /// a `paused-replicas` annotation does nothing on a ScaledJob.
-pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
+pub fn warnings(sj: &ScaledJob) -> Vec<Problem> {
     let mut out = Vec::new();
     if let Some(s) = &sj.spec.scaling_strategy
         && s.strategy == Some(ScalingStrategyKind::Custom)
@@ -87,15 +83,15 @@ pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
             .and_then(parse_go_float)
             .is_none()
     {
-        out.push(err(
+        out.push(Problem::warning(
             "spec.scalingStrategy.customScalingRunningJobPercentage",
             "not a number: the custom strategy silently runs as the default strategy",
         ));
     }
     for (i, t) in sj.spec.triggers.iter().enumerate() {
         if t.use_cached_metrics == Some(true) {
-            out.push(err(
-                format!("spec.triggers[{i}].useCachedMetrics"),
+            out.push(Problem::warning(
+                &format!("spec.triggers[{i}].useCachedMetrics"),
                 "ignored for ScaledJobs",
             ));
         }
@@ -104,9 +100,9 @@ pub fn warnings(sj: &ScaledJob) -> Vec<CheckError> {
         .metadata
         .annotations
         .as_ref()
-        .is_some_and(|a| a.contains_key(crate::pause::PAUSED_REPLICAS))
+        .is_some_and(|a| a.contains_key(annotations::PAUSED_REPLICAS))
     {
-        out.push(err(
+        out.push(Problem::warning(
             "metadata.annotations[autoscaling.keda.sh/paused-replicas]",
             "not supported for ScaledJobs; use autoscaling.keda.sh/paused",
         ));

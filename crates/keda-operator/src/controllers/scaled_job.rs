@@ -16,8 +16,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use crate::events::{self, Events};
-use crate::scaled_job::loops::JobLoops;
 use crate::scaled_job::{checks, job, status as sj_status};
+use crate::scaling::ScaledJobs;
 use crate::status::{ACTIVE, PAUSED, READY};
 
 pub const FINALIZER: &str = "finalizer.keda.sh";
@@ -35,7 +35,7 @@ pub const ROLLOUT_FAILED: &str = "ScaledJobRolloutCleanupFailed";
 pub struct Context {
     pub client: kube::Client,
     pub events: Events,
-    pub loops: Arc<JobLoops>,
+    pub loops: Arc<ScaledJobs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ async fn apply(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
         }
         Err(e) => {
             let message = e.to_string();
-            ctx.loops.unregister(&JobLoops::key_of(sj)).await;
+            ctx.loops.unregister(&ScaledJobs::key_of(sj)).await;
             sj_status::set(
                 &mut desired,
                 READY,
@@ -231,7 +231,7 @@ async fn handle_pause(sj: &ScaledJob, ctx: &Context, status: &mut ScaledJobStatu
                 .normal(sj, SCALED_JOB_PAUSED, "ScaledJob is paused")
                 .await;
         }
-        if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
+        if ctx.loops.unregister(&ScaledJobs::key_of(sj)).await {
             ctx.events
                 .normal(sj, events::SCALERS_STOPPED, "Stopped scalers watch")
                 .await;
@@ -318,7 +318,7 @@ async fn record_references(ctx: &Context, sj: &ScaledJob, present: bool) {
 
 async fn cleanup(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
     record_references(ctx, sj, false).await;
-    if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
+    if ctx.loops.unregister(&ScaledJobs::key_of(sj)).await {
         ctx.events
             .normal(sj, events::SCALERS_STOPPED, "Stopped scalers watch")
             .await;

@@ -65,8 +65,16 @@ pub enum SoStatus {
 
 impl SoStatus {
     pub fn apply(&self, s: &mut ScaledObjectStatus) {
-        let (last_active_time, ready, active, health, fallback_active, activity) = match self {
-            Self::ReplicasUnknown(message) => {
+        let Self::Polled {
+            last_active_time,
+            ready,
+            active,
+            health,
+            fallback_active,
+            activity,
+        } = self
+        else {
+            if let Self::ReplicasUnknown(message) = self {
                 status::set(
                     s,
                     status::READY,
@@ -74,23 +82,8 @@ impl SoStatus {
                     "ErrorGettingCurrentReplicas",
                     message,
                 );
-                return;
             }
-            Self::Polled {
-                last_active_time,
-                ready,
-                active,
-                health,
-                fallback_active,
-                activity,
-            } => (
-                last_active_time,
-                ready,
-                active,
-                health,
-                fallback_active,
-                activity,
-            ),
+            return;
         };
         if let Some(t) = last_active_time {
             s.last_active_time = Some(t.clone());

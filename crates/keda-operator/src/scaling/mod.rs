@@ -118,6 +118,13 @@ impl Event {
             note: note.into(),
         }
     }
+
+    /// Publishes the event on `object`; executor events use the reason as the action (as KEDA).
+    pub async fn publish<K: kube::Resource<DynamicType = ()>>(self, events: &Events, object: &K) {
+        events
+            .publish(object, self.type_, self.reason, self.reason, self.note)
+            .await;
+    }
 }
 
 /// Errors of the runtime's writes and reads against the cluster.

@@ -494,9 +494,7 @@ impl ScaleIo for KubeJobIo<'_> {
     }
 
     async fn event(&self, event: Event) {
-        self.events
-            .publish(self.sj, event.type_, event.reason, event.reason, event.note)
-            .await;
+        event.publish(self.events, self.sj).await;
     }
 }
 

@@ -682,9 +682,7 @@ impl ScaleIo for KubeReplicaIo<'_> {
     }
 
     async fn event(&self, event: Event) {
-        self.events
-            .publish(self.so, event.type_, event.reason, event.reason, event.note)
-            .await;
+        event.publish(self.events, self.so).await;
     }
 }
 

@@ -1,5 +1,5 @@
-//! Wires the operator together: the ScaledObject controller, the scale loops and the
-//! external-metrics API, in one process.
+//! Wires the operator together: the reflector stores, the scaling runtime, the controllers and
+//! the external-metrics API, in one process.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -20,7 +20,7 @@ pub use crate::config::OperatorConfig;
 use crate::controllers::scaled_object::{self, Context};
 use crate::controllers::trigger_auth;
 use crate::events::Events;
-use crate::scale_loop::ScaleLoops;
+use crate::scaling::{ScaledJobs, Scaling, ScalingConfig, Stores};
 use keda_api::names::{annotations, conditions, labels};
 use keda_api::{ClusterTriggerAuthentication, TriggerAuthentication};
 
@@ -80,11 +80,19 @@ async fn run_auth_controller<K: trigger_auth::AuthKind>(
         .await;
 }
 
+/// The reflector writers the controllers feed; their readers went to the scaling runtime.
+pub struct Writers {
+    pub scaled_objects: reflector::store::Writer<ScaledObject>,
+    pub scaled_jobs: reflector::store::Writer<keda_api::ScaledJob>,
+    pub jobs: reflector::store::Writer<k8s_openapi::api::batch::v1::Job>,
+}
+
 /// Runs until `shutdown` resolves.
 pub async fn run_controllers(
     client: kube::Client,
     config: OperatorConfig,
-    loops: Arc<ScaleLoops>,
+    scaling: Arc<Scaling>,
+    writers: Writers,
     events: Events,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -96,8 +104,12 @@ pub async fn run_controllers(
         Some(ns) if !ns.is_empty() => Api::namespaced(client.clone(), ns),
         _ => Api::all(client.clone()),
     };
-    let (reader, writer) = reflector::store();
-    loops.set_store(reader.clone());
+    let Writers {
+        scaled_objects: writer,
+        scaled_jobs: sj_writer,
+        jobs: job_writer,
+    } = writers;
+    let reader = writer.as_reader();
     let so_stream = watcher(scaled_objects, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
@@ -114,7 +126,7 @@ pub async fn run_controllers(
     let auth_ctx = Arc::new(trigger_auth::Context {
         client: client.clone(),
         events: events.clone(),
-        auth: loops.auth().clone(),
+        auth: scaling.triggers.auth().clone(),
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let trigger_auths = run_auth_controller::<TriggerAuthentication>(
@@ -133,14 +145,15 @@ pub async fn run_controllers(
     let job_controller = run_scaled_job_controller(
         client.clone(),
         &config,
-        loops.clone(),
+        scaling.scaled_jobs.clone(),
+        (sj_writer, job_writer),
         events.clone(),
         shutdown.clone(),
     );
     let ctx = Arc::new(Context {
         client,
         events,
-        loops,
+        loops: scaling.scaled_objects.clone(),
         version: config.version.clone(),
     });
     let scaled_objects = Controller::for_stream(so_stream, reader)
@@ -161,40 +174,30 @@ pub async fn run_controllers(
     );
 }
 
-/// The ScaledJob controller and its poll loops, on the ScaledObjects' scheduler. Jobs are read
-/// through a reflector limited to the ones labelled `scaledjob.keda.sh/name`.
+/// The ScaledJob controller. Jobs are read through a reflector limited to the ones labelled
+/// `scaledjob.keda.sh/name`.
 async fn run_scaled_job_controller(
     client: kube::Client,
     config: &OperatorConfig,
-    loops: Arc<ScaleLoops>,
+    scaled_jobs: Arc<ScaledJobs>,
+    (sj_writer, job_writer): (
+        reflector::store::Writer<keda_api::ScaledJob>,
+        reflector::store::Writer<k8s_openapi::api::batch::v1::Job>,
+    ),
     events: Events,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     use crate::controllers::scaled_job;
-    use crate::scaled_job::loops::{JobLoops, JobPoller};
     use k8s_openapi::api::batch::v1::Job;
     use keda_api::ScaledJob;
-    let Some(scheduler) = loops.scheduler().cloned() else {
-        return;
-    };
-    let (scaled_jobs, jobs): (Api<ScaledJob>, Api<Job>) = match &config.watch_namespace {
+    let (scaled_jobs_api, jobs): (Api<ScaledJob>, Api<Job>) = match &config.watch_namespace {
         Some(ns) if !ns.is_empty() => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
         ),
         _ => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let job_loops = JobLoops::new(
-        client.clone(),
-        scheduler,
-        loops.auth().clone(),
-        events.for_controller("scale-handler"),
-        config.version.clone(),
-    );
-    loops.set_job_target(Arc::new(JobPoller(Arc::downgrade(&job_loops))));
-    let (sj_reader, sj_writer) = reflector::store();
-    let (job_reader, job_writer) = reflector::store();
-    job_loops.set_stores(sj_reader.clone(), job_reader);
+    let sj_reader = sj_writer.as_reader();
     let job_watch = watcher(
         jobs,
         watcher::Config::default().labels(labels::SCALED_JOB_NAME),
@@ -204,7 +207,7 @@ async fn run_scaled_job_controller(
     .for_each(|_| futures::future::ready(()));
     let job_watch = tokio::spawn(job_watch);
     // Spec (generation) and the pause annotation trigger a reconcile; status writes do not.
-    let sj_stream = watcher(scaled_jobs, watcher::Config::default().any_semantic())
+    let sj_stream = watcher(scaled_jobs_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(sj_writer)
         .applied_objects()
@@ -222,7 +225,7 @@ async fn run_scaled_job_controller(
     let ctx = Arc::new(scaled_job::Context {
         client,
         events,
-        loops: job_loops.clone(),
+        loops: scaled_jobs,
     });
     Controller::for_stream(sj_stream, sj_reader)
         .with_config(ControllerConfig::default().concurrency(config.max_scaled_job_reconciles))
@@ -235,7 +238,6 @@ async fn run_scaled_job_controller(
         })
         .await;
     job_watch.abort();
-    job_loops.shutdown().await;
 }
 
 /// The external-metrics API as the operator serves it.
@@ -266,25 +268,25 @@ pub struct OperatorHandle {
     pub metrics_addr: std::net::SocketAddr,
     /// CA of the metrics API's serving certificate (for an APIService `caBundle`).
     pub metrics_ca_pem: String,
-    pub loops: Arc<ScaleLoops>,
+    pub scaling: Arc<Scaling>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl OperatorHandle {
-    /// Stops the controllers, the scale loops and the metrics API, and waits for them.
+    /// Stops the controllers, the scaling runtime and the metrics API, and waits for them.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
-        self.loops.shutdown().await;
+        self.scaling.shutdown().await;
     }
 }
 
-struct LoopsProvider(Arc<ScaleLoops>);
+struct ScaledObjectMetrics(Arc<crate::scaling::ScaledObjects>);
 
-impl crate::metrics_api::MetricsProvider for LoopsProvider {
+impl crate::metrics_api::MetricsProvider for ScaledObjectMetrics {
     fn get(
         &self,
         namespace: &str,
@@ -301,7 +303,7 @@ impl crate::metrics_api::MetricsProvider for LoopsProvider {
         );
         Box::pin(async move {
             use crate::metrics_api::{ExternalMetricSample, MetricsError};
-            use crate::scale_loop::ReadError;
+            use crate::scaling::ReadError;
             match self
                 .0
                 .read_metric(&namespace, &scaled_object, &metric_name)
@@ -332,19 +334,44 @@ pub async fn start(
 ) -> Result<OperatorHandle, StartError> {
     use crate::metrics_api::{self, MetricsServerConfig, RequestHeaderAuth};
     let events = Events::new(client.clone(), config.pod_name.clone());
-    // SCALER SETTINGS HAND-OFF: `config.http` (KEDA_HTTP_*) and `config.gcp_monitoring_endpoint`
-    // go to keda-scalers' `ScalerSettings` (held by `Pools`) here once it exists. Until then
-    // keda-scalers reads the same variables itself, with the same parsing.
+    let mut scalers = keda_scalers::ScalerSettings {
+        http: config.http,
+        ..keda_scalers::ScalerSettings::default()
+    };
+    if let Some(url) = &config.gcp_monitoring_endpoint {
+        scalers.endpoints.insert(
+            keda_scalers::gcp::MONITORING_SERVICE.to_owned(),
+            url.clone(),
+        );
+    }
     let resolver = Arc::new(crate::auth::AuthResolver::new(
         client.clone(),
         config.auth.clone(),
     ));
-    let loops = ScaleLoops::new(
+    // Stores first: the runtime reads them, the controllers' watches fill them.
+    let (so_reader, so_writer) = reflector::store();
+    let (sj_reader, sj_writer) = reflector::store();
+    let (job_reader, job_writer) = reflector::store();
+    let scaling = Arc::new(Scaling::new(
         client.clone(),
         events.clone(),
-        config.max_concurrent_polls,
         resolver,
-    );
+        Stores {
+            scaled_objects: so_reader,
+            scaled_jobs: sj_reader,
+            jobs: job_reader,
+        },
+        ScalingConfig {
+            max_concurrent_polls: config.max_concurrent_polls,
+            version: config.version.clone(),
+            scalers,
+        },
+    ));
+    let writers = Writers {
+        scaled_objects: so_writer,
+        scaled_jobs: sj_writer,
+        jobs: job_writer,
+    };
     let (tls, ca_pem) = match metrics.tls.clone() {
         Some(pair) => pair,
         None => metrics_api::self_signed(&metrics.service, &metrics.namespace)?,
@@ -371,7 +398,8 @@ pub async fn start(
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
-    let provider: Arc<dyn metrics_api::MetricsProvider> = Arc::new(LoopsProvider(loops.clone()));
+    let provider: Arc<dyn metrics_api::MetricsProvider> =
+        Arc::new(ScaledObjectMetrics(scaling.scaled_objects.clone()));
     let metrics_task = tokio::spawn({
         let shutdown = wait_stop(stop_rx.clone());
         async move {
@@ -383,14 +411,15 @@ pub async fn start(
     let controller_task = tokio::spawn(run_controllers(
         client,
         config,
-        loops.clone(),
+        scaling.clone(),
+        writers,
         events,
         wait_stop(stop_rx),
     ));
     Ok(OperatorHandle {
         metrics_addr,
         metrics_ca_pem: ca_pem,
-        loops,
+        scaling,
         stop,
         tasks: vec![controller_task, metrics_task],
     })

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use keda_operator::auth::{AuthOptions, parse_expiry};
-use keda_operator::config::{HttpSettings, MinTlsVersion, OperatorConfig};
+use keda_operator::config::{HttpSettings, OperatorConfig};
 
 /// Flags every subcommand accepts.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -123,20 +123,11 @@ impl OperatorFlags {
         if let Some(expiry) = non_empty(self.bound_service_account_token_expiry.as_deref()) {
             auth.bound_token_expiry = parse_expiry(expiry).map_err(ConfigError::TokenExpiry)?;
         }
-        let http = HttpSettings {
-            timeout: self.http_default_timeout.as_deref().map_or(
-                HttpSettings::DEFAULT_TIMEOUT,
-                HttpSettings::parse_timeout_ms,
-            ),
-            min_tls_version: self
-                .http_min_tls_version
-                .as_deref()
-                .map_or(MinTlsVersion::default(), MinTlsVersion::parse),
-            disable_keep_alive: self
-                .http_disable_keep_alive
-                .as_deref()
-                .is_some_and(|v| v.trim() == "true"),
-        };
+        let http = HttpSettings::from_raw(
+            self.http_default_timeout.as_deref(),
+            self.http_min_tls_version.as_deref(),
+            self.http_disable_keep_alive.as_deref(),
+        );
         Ok(OperatorConfig {
             watch_namespace: Some(self.watch_namespace.trim_matches('"').to_string())
                 .filter(|n| !n.is_empty()),
@@ -247,8 +238,8 @@ mod tests {
         assert!(c.auth.restrict_secret_access);
         assert_eq!(c.auth.bound_token_expiry, Duration::from_secs(9000));
         assert_eq!(c.auth.vault_token.as_deref(), Some("s.token"));
-        assert_eq!(c.http.timeout, HttpSettings::NON_POSITIVE_TIMEOUT);
-        assert_eq!(c.http.min_tls_version, MinTlsVersion::Tls13);
+        assert_eq!(c.http.default_timeout, Duration::from_millis(300));
+        assert_eq!(c.http.min_tls_version, keda_scalers::MinTlsVersion::Tls13);
         assert!(c.http.disable_keep_alive);
         assert_eq!(c.max_scaled_job_reconciles, 1);
         assert_eq!(c.watch_namespace.as_deref(), Some("team"));

@@ -116,16 +116,25 @@ fn is_found(ty: &Type) -> bool {
 
 fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let Data::Struct(data) = &input.data else {
-        return Err(syn::Error::new(input.span(), "ScalerMetadata needs a struct"));
+        return Err(syn::Error::new(
+            input.span(),
+            "ScalerMetadata needs a struct",
+        ));
     };
     let Fields::Named(fields) = &data.fields else {
-        return Err(syn::Error::new(input.span(), "ScalerMetadata needs named fields"));
+        return Err(syn::Error::new(
+            input.span(),
+            "ScalerMetadata needs named fields",
+        ));
     };
     let core = quote!(::keda_scaler::params);
     let mut inits = Vec::new();
     let mut infos = Vec::new();
     for field in &fields.named {
-        let ident = field.ident.as_ref().ok_or_else(|| syn::Error::new(field.span(), "unnamed field"))?;
+        let ident = field
+            .ident
+            .as_ref()
+            .ok_or_else(|| syn::Error::new(field.span(), "unnamed field"))?;
         let attr = parse_attr(field)?;
         let ty = &field.ty;
         if attr.flatten {
@@ -182,7 +191,13 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         };
         let explicit_optional = attr.optional;
         let (value, optional, default) = match (&attr.default, option_inner(ty)) {
-            (Some(Expr::Lit(syn::ExprLit { lit: Lit::Str(text), .. })), _) => {
+            (
+                Some(Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                })),
+                _,
+            ) => {
                 let shown = text.value();
                 (
                     quote!(#call.with_default_text(#text)),
@@ -199,11 +214,21 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 )
             }
             // `Option<Found<T>>` keeps the name the value was found under (for follow-up errors).
-            (None, Some(inner)) if is_found(inner) => {
-                (quote!(#call.found()), true, quote!(::core::option::Option::None))
-            }
-            (None, Some(_)) => (quote!(#call.optional()), true, quote!(::core::option::Option::None)),
-            (None, None) => (quote!(#call.required()), false, quote!(::core::option::Option::None)),
+            (None, Some(inner)) if is_found(inner) => (
+                quote!(#call.found()),
+                true,
+                quote!(::core::option::Option::None),
+            ),
+            (None, Some(_)) => (
+                quote!(#call.optional()),
+                true,
+                quote!(::core::option::Option::None),
+            ),
+            (None, None) => (
+                quote!(#call.required()),
+                false,
+                quote!(::core::option::Option::None),
+            ),
         };
         inits.push(quote!(#ident: #value));
         let aliases = &attr.aliases;

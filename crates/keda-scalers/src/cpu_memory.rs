@@ -3,11 +3,11 @@
 //! poll returns no values and reports active, and the operator ignores these triggers for activity
 //! unless every trigger is cpu/memory (which is why they cannot scale to zero alone).
 
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, ResourceMetric};
-use crate::ScalerMetadata;
 use crate::params::{FromParams, MetadataParser, ParamInfo, parse_json_int};
 use crate::pools::Pools;
 use crate::quantity::parse_quantity;
@@ -281,7 +281,10 @@ mod tests {
             &[("value", "1Gi"), ("containerName", "app")],
         );
         memory.trigger_type = "memory".into();
-        let s = MEMORY_DESCRIPTOR.build(&memory, &Pools::new()).await.unwrap();
+        let s = MEMORY_DESCRIPTOR
+            .build(&memory, &Pools::new())
+            .await
+            .unwrap();
         let MetricSpec::Resource(r) = &s.metric_specs()[0] else {
             panic!("not a resource metric")
         };

@@ -22,8 +22,8 @@ pub use keda_scaler::{
     ActivitySink, BackendError, BackendKind, ConnectError, Descriptor, ErrorKind, Example,
     ExternalMetric, HttpSettings, Lease, MetricSpec, MetricTarget, MetricTargetKind, MetricValue,
     MinTlsVersion, PodIdentity, PooledClient, Pools, Reading, ResourceMetric, Scaler, ScalerConfig,
-    ScalerError, ScalerKind, ScalerMetadata, ScalerSettings, metric_name_with_index, milli_quantity,
-    normalize_metric_name, normalized_metric_name,
+    ScalerError, ScalerKind, ScalerMetadata, ScalerSettings, metric_name_with_index,
+    milli_quantity, normalize_metric_name, normalized_metric_name,
 };
 pub use registry::Registry;
 

@@ -59,7 +59,9 @@ struct Producer(BufStream<TcpStream>);
 
 impl Producer {
     async fn connect(server: &Beanstalkd, tube: &str) -> Self {
-        let mut p = Self(BufStream::new(TcpStream::connect(server.address()).await.unwrap()));
+        let mut p = Self(BufStream::new(
+            TcpStream::connect(server.address()).await.unwrap(),
+        ));
         p.command(&format!("use {tube}\r\n")).await;
         p.command(&format!("watch {tube}\r\n")).await;
         p
@@ -74,7 +76,9 @@ impl Producer {
     }
 
     async fn put(&mut self, delay_seconds: u32) {
-        let reply = self.command(&format!("put 0 {delay_seconds} 120 3\r\njob\r\n")).await;
+        let reply = self
+            .command(&format!("put 0 {delay_seconds} 120 3\r\njob\r\n"))
+            .await;
         assert!(reply.starts_with("INSERTED"), "{reply}");
     }
 
@@ -96,7 +100,10 @@ fn config(server: &Beanstalkd, tube: &str, extra: &[(&str, &str)]) -> ScalerConf
 
 async fn read(pools: &Pools, config: &ScalerConfig) -> (f64, bool) {
     let scaler = Registry::builtin().build(config, pools).await.unwrap();
-    let name = scaler.metric_specs()[0].external_metric_name().unwrap().to_owned();
+    let name = scaler.metric_specs()[0]
+        .external_metric_name()
+        .unwrap()
+        .to_owned();
     let (values, active) = scaler.metrics_and_activity(&name).await.unwrap();
     (values[0].value, active)
 }
@@ -114,17 +121,31 @@ async fn counts_ready_reserved_and_optionally_delayed_jobs() {
     producer.put(3600).await;
 
     // 3 ready + 1 reserved; the 2 delayed count only with includeDelayed.
-    assert_eq!(read(&pools, &config(&server, "orders", &[])).await, (4.0, true));
     assert_eq!(
-        read(&pools, &config(&server, "orders", &[("includeDelayed", "true")])).await,
+        read(&pools, &config(&server, "orders", &[])).await,
+        (4.0, true)
+    );
+    assert_eq!(
+        read(
+            &pools,
+            &config(&server, "orders", &[("includeDelayed", "true")])
+        )
+        .await,
         (6.0, true)
     );
     assert_eq!(
-        read(&pools, &config(&server, "orders", &[("activationValue", "4")])).await,
+        read(
+            &pools,
+            &config(&server, "orders", &[("activationValue", "4")])
+        )
+        .await,
         (4.0, false)
     );
     // A tube nobody used is empty, not an error.
-    assert_eq!(read(&pools, &config(&server, "nobody", &[])).await, (0.0, false));
+    assert_eq!(
+        read(&pools, &config(&server, "nobody", &[])).await,
+        (0.0, false)
+    );
 }
 
 #[tokio::test]
@@ -146,10 +167,18 @@ async fn shared_connection_compliance_and_restart() {
     let pools = Pools::new();
     let mut scalers = Vec::new();
     for _ in 0..20 {
-        scalers.push(Registry::builtin().build(&case.config, &pools).await.unwrap());
+        scalers.push(
+            Registry::builtin()
+                .build(&case.config, &pools)
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(pools.live_clients(), 1);
-    let name = scalers[0].metric_specs()[0].external_metric_name().unwrap().to_owned();
+    let name = scalers[0].metric_specs()[0]
+        .external_metric_name()
+        .unwrap()
+        .to_owned();
     let port = server.port;
     drop(producer);
     drop(server);
@@ -157,7 +186,11 @@ async fn shared_connection_compliance_and_restart() {
     assert_eq!(err.backend_kind(), Some(BackendKind::Connect), "{err}");
     let _restarted = Beanstalkd::start_on(port).await;
     let (values, active) = scalers[1].metrics_and_activity(&name).await.unwrap();
-    assert_eq!((values[0].value, active), (0.0, false), "a fresh server has no jobs");
+    assert_eq!(
+        (values[0].value, active),
+        (0.0, false),
+        "a fresh server has no jobs"
+    );
 
     // A restart between two reads costs no failed read: the stale connection is replaced.
     drop(_restarted);
@@ -175,6 +208,9 @@ async fn unreachable_server_is_a_connect_error() {
         ("value", "1"),
         ("timeout", "500ms"),
     ]);
-    let err = Registry::builtin().build(&config, &Pools::new()).await.unwrap_err();
+    let err = Registry::builtin()
+        .build(&config, &Pools::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.backend_kind(), Some(BackendKind::Connect), "{err}");
 }

@@ -2,6 +2,8 @@
 //! specs, values, activity, errors, scalerMetadata forwarding, pooling counted at the server and the
 //! push stream with its reconnects.
 
+// Deadlines against real servers are wall-clock time.
+#![allow(clippy::disallowed_types)]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! plugin). A node takes seconds to boot, so one node serves every scenario of this file, each on
 //! its own queues.
 
+// Deadlines against real servers are wall-clock time.
+#![allow(clippy::disallowed_types)]
 #![allow(clippy::unwrap_used)]
 
 use std::future::Future;

@@ -1,5 +1,7 @@
 //! The redis scalers against real `redis-server` processes (Debian package `redis-server`).
 
+// Deadlines against real servers are wall-clock time.
+#![allow(clippy::disallowed_types)]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;

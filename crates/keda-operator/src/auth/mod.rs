@@ -169,7 +169,11 @@ impl AuthError {
     /// As a scaler error of `trigger`, naming the parameter the problem is about.
     pub fn into_scaler_error(self, trigger: String) -> ScalerError {
         if self.is_transient() {
-            return ScalerError::backend(trigger, format!("authentication: {self}"));
+            return ScalerError::backend(
+                trigger,
+                keda_scalers::BackendKind::Connect,
+                format!("authentication: {self}"),
+            );
         }
         let parameter = match &self {
             Self::Container { field, .. } => *field,

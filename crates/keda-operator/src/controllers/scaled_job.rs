@@ -19,13 +19,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use crate::events::Events;
-use crate::scaled_job::loops::JobLoops;
 use crate::scaled_job::{job, status as sj_status};
+use crate::scaling::ScaledJobs;
 
 pub struct Context {
     pub client: kube::Client,
     pub events: Events,
-    pub loops: Arc<JobLoops>,
+    pub loops: Arc<ScaledJobs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ async fn apply(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
         }
         Err(e) => {
             let message = e.to_string();
-            ctx.loops.unregister(&JobLoops::key_of(sj)).await;
+            ctx.loops.unregister(&ScaledJobs::key_of(sj)).await;
             sj_status::set(
                 &mut desired,
                 READY,
@@ -225,7 +225,7 @@ async fn handle_pause(sj: &ScaledJob, ctx: &Context, status: &mut ScaledJobStatu
                 .normal(sj, EventReason::ScaledJobPaused, "ScaledJob is paused")
                 .await;
         }
-        if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
+        if ctx.loops.unregister(&ScaledJobs::key_of(sj)).await {
             ctx.events
                 .normal(sj, EventReason::KedaScalersStopped, "Stopped scalers watch")
                 .await;
@@ -320,7 +320,7 @@ async fn record_references(ctx: &Context, sj: &ScaledJob, present: bool) {
 
 async fn cleanup(sj: &ScaledJob, ctx: &Context) -> Result<Action, Error> {
     record_references(ctx, sj, false).await;
-    if ctx.loops.unregister(&JobLoops::key_of(sj)).await {
+    if ctx.loops.unregister(&ScaledJobs::key_of(sj)).await {
         ctx.events
             .normal(sj, EventReason::KedaScalersStopped, "Stopped scalers watch")
             .await;

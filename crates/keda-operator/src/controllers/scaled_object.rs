@@ -19,14 +19,14 @@ use kube::{Resource, ResourceExt};
 use crate::events::Events;
 use crate::hpa;
 use crate::pause;
-use crate::scale_loop::ScaleLoops;
+use crate::scaling::ScaledObjects;
 use crate::status;
 use crate::target::ScaleTarget;
 
 pub struct Context {
     pub client: kube::Client,
     pub events: Events,
-    pub loops: Arc<ScaleLoops>,
+    pub loops: Arc<ScaledObjects>,
     pub version: String,
 }
 
@@ -217,7 +217,7 @@ async fn reconcile_steps(
 ) -> Result<Steps, Error> {
     let namespace = so.namespace().unwrap_or_default();
     let name = so.name_any();
-    let key = ScaleLoops::key_of(so);
+    let key = ScaledObjects::key_of(so);
 
     // The reference exists whatever the rest of the object looks like.
     record_references(ctx, so, true).await;
@@ -357,7 +357,7 @@ async fn handle_pause(
     if !pause::is_fully_paused(so) {
         return Ok(false);
     }
-    let key = ScaleLoops::key_of(so);
+    let key = ScaledObjects::key_of(so);
     if ctx.loops.unregister(&key).await {
         ctx.events
             .normal(so, EventReason::KedaScalersStopped, "Stopped scalers watch")
@@ -468,7 +468,7 @@ async fn record_references(ctx: &Context, so: &ScaledObject, present: bool) {
 }
 
 async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
-    let key = ScaleLoops::key_of(so);
+    let key = ScaledObjects::key_of(so);
     record_references(ctx, so, false).await;
     if ctx.loops.unregister(&key).await {
         ctx.events

@@ -1,7 +1,6 @@
 //! ScaledJob support: pure strategy math and Job construction, the rules shared with
-//! `keda-rs validate`, status helpers, and the poll loops.
+//! `keda-rs validate`, and status helpers; the poll lives in `crate::scaling::scaled_job`.
 
 pub mod job;
-pub mod loops;
 pub mod status;
 pub mod strategy;

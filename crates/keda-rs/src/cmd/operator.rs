@@ -143,8 +143,8 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
     if let Some(server) = metrics_server {
         let telemetry = Arc::new(Telemetry {
             build: BuildInfo::current(env!("CARGO_PKG_VERSION")),
-            scheduler: handle.loops.scheduler().cloned(),
-            scalers: Some(handle.loops.scaler_metrics.clone()),
+            scheduler: Some(handle.scaling.scheduler.clone()),
+            scalers: Some(handle.scaling.scaled_objects.scaler_metrics.clone()),
         });
         tracing::info!(addr = %server.local_addr(), "serving /metrics");
         telemetry_tasks.push(tokio::spawn(

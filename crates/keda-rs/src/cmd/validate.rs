@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use keda_api::rules::{scaled_job, scaled_object};
 use keda_api::validate::{ObjectReport, Problem, Severity, validate_manifests};
 use keda_api::{ScaleTriggers, ScaledJob, ScaledObject};
-use keda_scalers::{MetricTargetKind, Registry, ScalerConfig};
+use keda_operator::scaling::ObjectKind;
+use keda_scalers::Registry;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -145,7 +146,10 @@ fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
                     problems.push(e.into());
                 }
             }
-            problems.extend(trigger_problems(&so.spec.triggers, false));
+            problems.extend(trigger_problems(
+                &so.spec.triggers,
+                ObjectKind::ScaledObject,
+            ));
         }
         Some("ScaledJob") => {
             let Ok(sj) = serde_json::from_value::<ScaledJob>(value) else {
@@ -161,14 +165,14 @@ fn semantic_problems(text: &str, report: &ObjectReport) -> Vec<Problem> {
                 }
             }
             problems.extend(scaled_job::warnings(&sj));
-            problems.extend(trigger_problems(&sj.spec.triggers, true));
+            problems.extend(trigger_problems(&sj.spec.triggers, ObjectKind::ScaledJob));
         }
         _ => {}
     }
     problems
 }
 
-fn trigger_problems(triggers: &[ScaleTriggers], as_metric_source: bool) -> Vec<Problem> {
+fn trigger_problems(triggers: &[ScaleTriggers], kind: ObjectKind) -> Vec<Problem> {
     let registry = Registry::builtin();
     let mut problems = Vec::new();
     for (index, trigger) in triggers.iter().enumerate() {
@@ -190,18 +194,16 @@ fn trigger_problems(triggers: &[ScaleTriggers], as_metric_source: bool) -> Vec<P
             }
             continue;
         }
-        let config = ScalerConfig {
-            trigger_index: index,
-            trigger_type: trigger.r#type.clone(),
-            trigger_name: trigger.name.clone(),
-            metadata: trigger.metadata.clone(),
-            metric_type: trigger
-                .metric_type
-                .as_deref()
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(MetricTargetKind::AverageValue),
-            as_metric_source,
-            ..ScalerConfig::default()
+        let config = match keda_operator::scaling::trigger_config(kind, trigger, index, "", "") {
+            Ok(config) => config,
+            Err(e) => {
+                let parameter = e.parameter().unwrap_or("metadata");
+                problems.push(Problem::error(
+                    &format!("{field}.{parameter}"),
+                    e.to_string(),
+                ));
+                continue;
+            }
         };
         if let Err(e) = registry.parse_only(&config) {
             let parameter = e.parameter().unwrap_or("metadata").to_string();

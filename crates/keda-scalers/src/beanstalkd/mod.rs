@@ -12,19 +12,23 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, BackendKind, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
 use crate::params::{FromParams, MetadataParser, ParamInfo};
-use crate::pools::{Lease, Pools, PooledClient};
-use crate::ScalerMetadata;
+use crate::pools::{Lease, PooledClient, Pools};
 
 /// `beanstalkd`.
 pub static DESCRIPTOR: Descriptor = Descriptor::new::<BeanstalkdScaler>(
     "beanstalkd",
     Example::new(
-        &[("server", "beanstalkd:11300"), ("tube", "jobs"), ("value", "5")],
+        &[
+            ("server", "beanstalkd:11300"),
+            ("tube", "jobs"),
+            ("value", "5"),
+        ],
         &["server", "tube", "value"],
     ),
 );
@@ -116,7 +120,11 @@ fn is_tube_name(name: &str) -> bool {
 }
 
 /// Go's `url.QueryEscape` for the characters a tube name may hold.
-const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const QUERY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// One connection to a beanstalkd server.
 pub struct BeanstalkdClient {
@@ -141,7 +149,10 @@ impl BeanstalkdClient {
     }
 
     /// `stats-tube <tube>`: the tube's statistics, or `None` when beanstalkd does not know it.
-    pub async fn tube_stats(&self, tube: &str) -> Result<Option<BTreeMap<String, i64>>, BackendError> {
+    pub async fn tube_stats(
+        &self,
+        tube: &str,
+    ) -> Result<Option<BTreeMap<String, i64>>, BackendError> {
         let mut guard = self.stream.lock().await;
         let (mut stream, reused) = match guard.take() {
             Some(stream) => (stream, true),
@@ -179,7 +190,9 @@ async fn exchange(
     stream: &mut BufStream<TcpStream>,
     tube: &str,
 ) -> Result<Option<BTreeMap<String, i64>>, BackendError> {
-    let io = |e: std::io::Error| BackendError::connect(format!("error interacting with beanstalkd: {e}"));
+    let io = |e: std::io::Error| {
+        BackendError::connect(format!("error interacting with beanstalkd: {e}"))
+    };
     stream
         .write_all(format!("stats-tube {tube}\r\n").as_bytes())
         .await
@@ -195,7 +208,10 @@ async fn exchange(
     if line == "NOT_FOUND" {
         return Ok(None);
     }
-    let Some(length) = line.strip_prefix("OK ").and_then(|n| n.parse::<usize>().ok()) else {
+    let Some(length) = line
+        .strip_prefix("OK ")
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
         return Err(BackendError::protocol(format!(
             "error retrieving stats from beanstalkd: unexpected reply {line:?}"
         )));
@@ -250,7 +266,10 @@ impl ScalerKind for BeanstalkdScaler {
         BeanstalkdParams::params()
     }
 
-    fn metric_specs(metadata: &BeanstalkdMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {
+    fn metric_specs(
+        metadata: &BeanstalkdMetadata,
+        config: &ScalerConfig,
+    ) -> Option<Vec<MetricSpec>> {
         let tube = utf8_percent_encode(&metadata.tube, QUERY_ESCAPE).to_string();
         Some(vec![MetricSpec::external(
             normalized_metric_name(config.trigger_index, &format!("beanstalkd-{tube}")),
@@ -264,7 +283,9 @@ impl ScalerKind for BeanstalkdScaler {
         pools: &Pools,
     ) -> Result<Self, ConnectError> {
         let client = pools
-            .lease(&metadata.endpoint, || BeanstalkdClient::connect(&metadata.endpoint))
+            .lease(&metadata.endpoint, || {
+                BeanstalkdClient::connect(&metadata.endpoint)
+            })
             .await?;
         Ok(Self { metadata, client })
     }
@@ -272,7 +293,11 @@ impl ScalerKind for BeanstalkdScaler {
     async fn read(&self, metric_name: &str) -> Result<Reading, BackendError> {
         let stats = self.client.tube_stats(&self.metadata.tube).await?;
         let total = stats.map_or(0, |s| jobs(&s, self.metadata.include_delayed));
-        Ok(Reading::count_over(metric_name, total, self.metadata.activation_value))
+        Ok(Reading::count_over(
+            metric_name,
+            total,
+            self.metadata.activation_value,
+        ))
     }
 }
 

@@ -1,8 +1,8 @@
 //! KEDA's beanstalkd test table as facts, and the stats arithmetic.
 
 use super::*;
-use crate::testing::{ComplianceCase, check_parsing};
 use crate::Registry;
+use crate::testing::{ComplianceCase, check_parsing};
 
 fn cfg(index: usize, metadata: &[(&str, &str)]) -> ScalerConfig {
     ScalerConfig::new("beanstalkd", index).with_metadata(metadata.iter().copied())
@@ -14,16 +14,90 @@ const SERVER: &str = "localhost:3000";
 fn keda_metadata_table() {
     let cases: &[(&[(&str, &str)], bool)] = &[
         (&[], true),
-        (&[("server", SERVER), ("tube", "delayed"), ("value", "1"), ("includeDelayed", "true")], false),
-        (&[("server", SERVER), ("tube", "no-delayed"), ("value", "1")], false),
-        (&[("tube", "stats-tube"), ("value", "1"), ("includeDelayed", "true")], true),
-        (&[("server", SERVER), ("value", "1"), ("includeDelayed", "true")], true),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("includeDelayed", "true")], true),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("value", "lots"), ("includeDelayed", "true")], true),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("value", "1"), ("includeDelayed", "true"), ("timeout", "1000")], false),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("value", "1"), ("includeDelayed", "true"), ("timeout", "-1")], true),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("value", "1"), ("activationValue", "10")], false),
-        (&[("server", SERVER), ("tube", "stats-tube"), ("value", "1"), ("activationValue", "AA")], true),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "delayed"),
+                ("value", "1"),
+                ("includeDelayed", "true"),
+            ],
+            false,
+        ),
+        (
+            &[("server", SERVER), ("tube", "no-delayed"), ("value", "1")],
+            false,
+        ),
+        (
+            &[
+                ("tube", "stats-tube"),
+                ("value", "1"),
+                ("includeDelayed", "true"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("value", "1"),
+                ("includeDelayed", "true"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("includeDelayed", "true"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("value", "lots"),
+                ("includeDelayed", "true"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("value", "1"),
+                ("includeDelayed", "true"),
+                ("timeout", "1000"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("value", "1"),
+                ("includeDelayed", "true"),
+                ("timeout", "-1"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("value", "1"),
+                ("activationValue", "10"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("server", SERVER),
+                ("tube", "stats-tube"),
+                ("value", "1"),
+                ("activationValue", "AA"),
+            ],
+            true,
+        ),
     ];
     for (i, (metadata, is_error)) in cases.iter().enumerate() {
         let result = parse(&cfg(0, metadata));
@@ -49,7 +123,10 @@ fn keda_metadata_table() {
 fn keda_metric_names() {
     let name = |index, tube| {
         DESCRIPTOR
-            .parse(&cfg(index, &[("server", SERVER), ("tube", tube), ("value", "1")]))
+            .parse(&cfg(
+                index,
+                &[("server", SERVER), ("tube", tube), ("value", "1")],
+            ))
             .unwrap()
             .unwrap()[0]
             .external_metric_name()
@@ -65,10 +142,24 @@ fn keda_metric_names() {
 #[test]
 fn tube_names_that_would_break_the_command_are_refused() {
     for bad in ["two words", "line\r\nbreak", "-leading", &"x".repeat(201)] {
-        let err = parse(&cfg(0, &[("server", SERVER), ("tube", bad), ("value", "1")])).unwrap_err();
+        let err = parse(&cfg(
+            0,
+            &[("server", SERVER), ("tube", bad), ("value", "1")],
+        ))
+        .unwrap_err();
         assert_eq!(err.parameter(), Some("tube"), "{bad:?}");
     }
-    assert!(parse(&cfg(0, &[("server", SERVER), ("tube", "a-b_c.d$e(f);g+h/i"), ("value", "1")])).is_ok());
+    assert!(
+        parse(&cfg(
+            0,
+            &[
+                ("server", SERVER),
+                ("tube", "a-b_c.d$e(f);g+h/i"),
+                ("value", "1")
+            ]
+        ))
+        .is_ok()
+    );
 }
 
 #[test]
@@ -78,7 +169,12 @@ fn compliance_without_a_backend() {
         &ComplianceCase {
             config: cfg(0, &[("server", SERVER), ("tube", "jobs"), ("value", "2")]),
             required: vec!["server", "tube", "value"],
-            invalid: vec![("value", "lots"), ("activationValue", "AA"), ("timeout", "-1"), ("includeDelayed", "maybe")],
+            invalid: vec![
+                ("value", "lots"),
+                ("activationValue", "AA"),
+                ("timeout", "-1"),
+                ("includeDelayed", "maybe"),
+            ],
             activation_param: Some("activationValue"),
             current_value: 1.0,
         },
@@ -101,17 +197,59 @@ fn keda_stats_cases() {
         let reading = Reading::count_over("m", jobs(&parsed, include_delayed), activation);
         reading.active
     };
-    let base = [("cmd-delete", 18), ("current-jobs-urgent", 0), ("total-jobs", 24)];
+    let base = [
+        ("cmd-delete", 18),
+        ("current-jobs-urgent", 0),
+        ("total-jobs", 24),
+    ];
     let with = |extra: &[(&'static str, i64)]| {
         let mut all = base.to_vec();
         all.extend_from_slice(extra);
         all
     };
-    assert!(active(&with(&[("current-jobs-buried", 6), ("current-jobs-ready", 10), ("current-jobs-delayed", 0), ("current-jobs-reserved", 0)]), false, 0.0));
-    assert!(!active(&with(&[("current-jobs-ready", 1), ("current-jobs-delayed", 0), ("current-jobs-reserved", 0)]), false, 2.0));
-    assert!(!active(&with(&[("current-jobs-delayed", 10), ("current-jobs-ready", 0), ("current-jobs-reserved", 0)]), false, 0.0));
-    assert!(active(&with(&[("current-jobs-delayed", 10), ("current-jobs-ready", 0), ("current-jobs-reserved", 0)]), true, 0.0));
-    let parsed = parse_stats(&stats(&[("current-jobs-ready", 3), ("current-jobs-reserved", 2), ("current-jobs-delayed", 4)])).unwrap();
+    assert!(active(
+        &with(&[
+            ("current-jobs-buried", 6),
+            ("current-jobs-ready", 10),
+            ("current-jobs-delayed", 0),
+            ("current-jobs-reserved", 0)
+        ]),
+        false,
+        0.0
+    ));
+    assert!(!active(
+        &with(&[
+            ("current-jobs-ready", 1),
+            ("current-jobs-delayed", 0),
+            ("current-jobs-reserved", 0)
+        ]),
+        false,
+        2.0
+    ));
+    assert!(!active(
+        &with(&[
+            ("current-jobs-delayed", 10),
+            ("current-jobs-ready", 0),
+            ("current-jobs-reserved", 0)
+        ]),
+        false,
+        0.0
+    ));
+    assert!(active(
+        &with(&[
+            ("current-jobs-delayed", 10),
+            ("current-jobs-ready", 0),
+            ("current-jobs-reserved", 0)
+        ]),
+        true,
+        0.0
+    ));
+    let parsed = parse_stats(&stats(&[
+        ("current-jobs-ready", 3),
+        ("current-jobs-reserved", 2),
+        ("current-jobs-delayed", 4),
+    ]))
+    .unwrap();
     assert_eq!(jobs(&parsed, false), 5);
     assert_eq!(jobs(&parsed, true), 9);
 }

@@ -1,2 +1,1 @@
 //! Backend clients of the families not yet moved into their own folders.
-

@@ -7,11 +7,11 @@ pub mod schedule;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalized_metric_name};
-use crate::ScalerMetadata;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::Pools;
 use schedule::Schedule;
@@ -330,20 +330,21 @@ mod tests {
     #[test]
     fn metric_names() {
         let name = |i, start, end| {
-            DESCRIPTOR.parse(&cfg(
-                i,
-                &[
-                    ("timezone", "Etc/UTC"),
-                    ("start", start),
-                    ("end", end),
-                    ("desiredReplicas", "1"),
-                ],
-            ))
-            .unwrap()
-            .unwrap()[0]
-            .external_metric_name()
-            .unwrap()
-            .to_owned()
+            DESCRIPTOR
+                .parse(&cfg(
+                    i,
+                    &[
+                        ("timezone", "Etc/UTC"),
+                        ("start", start),
+                        ("end", end),
+                        ("desiredReplicas", "1"),
+                    ],
+                ))
+                .unwrap()
+                .unwrap()[0]
+                .external_metric_name()
+                .unwrap()
+                .to_owned()
         };
         assert_eq!(
             name(0, "0 0 * * Thu", "59 23 * * Thu"),

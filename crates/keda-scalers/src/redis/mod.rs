@@ -23,8 +23,8 @@ use redis::{
     ScriptInvocation, TlsCertificates, TlsMode, Value,
 };
 
-use crate::error::BackendError;
 use crate::ScalerMetadata;
+use crate::error::BackendError;
 use crate::params::{Found, MetadataParser, parse_bool};
 use crate::pools::PooledClient;
 use crate::tls::{TlsSettings, ensure_crypto_provider};

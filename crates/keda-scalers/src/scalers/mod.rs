@@ -1,2 +1,1 @@
 //! Scalers of the families not yet moved into their own folders.
-

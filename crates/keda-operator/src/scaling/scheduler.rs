@@ -18,16 +18,38 @@ use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 use tokio_util::time::delay_queue;
 
+/// The two kinds of scalable object the scheduler polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    ScaledObject,
+    ScaledJob,
+}
+
+impl ObjectKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ScaledObject => "ScaledObject",
+            Self::ScaledJob => "ScaledJob",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `kind/namespace/name`, e.g. `ScaledObject/default/worker`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub kind: &'static str,
+    pub kind: ObjectKind,
     pub namespace: String,
     pub name: String,
 }
 
 impl ObjectKey {
-    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+    pub fn new(kind: ObjectKind, namespace: &str, name: &str) -> Self {
         Self {
             kind,
             namespace: namespace.to_string(),
@@ -55,6 +77,8 @@ enum Command {
     },
     Remove(ObjectKey),
     PollNow(ObjectKey),
+    /// Ends the task; polls already running finish on their own.
+    Stop,
 }
 
 /// Handle to the scheduler task; cheap to clone.
@@ -129,13 +153,49 @@ struct Entry {
     again: bool,
 }
 
+/// The scheduler's task before it runs: created with the handle, so whatever polls can be built
+/// with the handle first and given to [`SchedulerTask::spawn`] afterwards, with no setter.
+pub struct SchedulerTask {
+    commands: mpsc::UnboundedReceiver<Command>,
+    max_concurrent_polls: usize,
+    stats: Arc<ScheduleStats>,
+}
+
+impl SchedulerTask {
+    /// Runs the task, sending every due poll to `target`.
+    pub fn spawn(self, target: Arc<dyn PollTarget>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(run(
+            self.commands,
+            target,
+            self.max_concurrent_polls,
+            self.stats,
+        ))
+    }
+}
+
 impl Scheduler {
-    /// Starts the scheduler task. At most `max_concurrent_polls` polls run at once.
-    pub fn spawn(target: Arc<dyn PollTarget>, max_concurrent_polls: usize) -> Self {
+    /// The handle and its not yet running task. At most `max_concurrent_polls` polls run at once.
+    pub fn new(max_concurrent_polls: usize) -> (Self, SchedulerTask) {
         let (commands, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(ScheduleStats::default());
-        tokio::spawn(run(rx, target, max_concurrent_polls.max(1), stats.clone()));
-        Self { commands, stats }
+        let task = SchedulerTask {
+            commands: rx,
+            max_concurrent_polls: max_concurrent_polls.max(1),
+            stats: stats.clone(),
+        };
+        (Self { commands, stats }, task)
+    }
+
+    /// Starts the scheduler task polling `target`.
+    pub fn spawn(target: Arc<dyn PollTarget>, max_concurrent_polls: usize) -> Self {
+        let (scheduler, task) = Self::new(max_concurrent_polls);
+        task.spawn(target);
+        scheduler
+    }
+
+    /// Stops the task: no poll starts afterwards.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
     }
 
     /// Adds an object or changes its interval. Its first poll runs at once (as KEDA's loop
@@ -224,6 +284,7 @@ async fn run(
                             queue.try_remove(&entry.delay);
                         }
                     }
+                    Command::Stop => break,
                     Command::PollNow(key) => {
                         if let Some(entry) = entries.get_mut(&key) {
                             entry.again = entry.busy;
@@ -298,7 +359,7 @@ mod tests {
     }
 
     fn key(i: usize) -> ObjectKey {
-        ObjectKey::new("ScaledObject", "ns", &format!("so-{i}"))
+        ObjectKey::new(ObjectKind::ScaledObject, "ns", &format!("so-{i}"))
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! Field attributes:
 //! - `name = "listName"` (required), `alias = "other"` (repeatable);
-//! - `from = METADATA_AUTH_ENV`: a source list from `keda_scaler::params` (default: metadata only);
+//! - `from = METADATA_AUTH_ENV`: a source list from `keda_scaler::params`, or a path to one of the
+//!   caller's own (default: metadata only);
 //! - `default = <expr>`: used when absent (a string literal is converted like a given value, as
 //!   KEDA's `default=` text is); without it, an `Option<T>` field is optional and any
 //!   other field is required; `optional` marks a defaulted parameter optional in the table too
@@ -147,8 +148,10 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         for alias in &attr.aliases {
             call = quote!(#call.alias(#alias));
         }
+        // A bare name is one of keda_scaler::params' source lists; a path is the caller's own.
         let sources = match &attr.from {
-            Some(path) => quote!(#core::#path),
+            Some(path) if path.segments.len() == 1 => quote!(#core::#path),
+            Some(path) => quote!(#path),
             None => quote!(#core::METADATA),
         };
         if attr.from.is_some() {

@@ -68,9 +68,7 @@ pub trait ScalerKind: Send + Sync + Sized + 'static {
 
     /// The parameter table (from the derived metadata groups the parser reads), in KEDA's
     /// `scalers-schema.yaml` terms.
-    fn params() -> Vec<ParamInfo> {
-        Vec::new()
-    }
+    fn params() -> Vec<ParamInfo>;
 
     /// The metrics this trigger feeds the HPA, from the metadata alone: used to build the HPA,
     /// by `keda-rs validate` and the webhook. `None` only where the backend tells (`external`):

@@ -68,6 +68,10 @@ pub const METADATA_ENV_AUTH: &[Source] = &[
     Source::ResolvedEnv,
     Source::AuthParams,
 ];
+/// Auth params, then `FromEnv` (secrets never read from plain metadata).
+pub const AUTH_ENV: &[Source] = &[Source::AuthParams, Source::ResolvedEnv];
+/// `FromEnv` only.
+pub const ENV: &[Source] = &[Source::ResolvedEnv];
 /// Auth params, then metadata, then `FromEnv`.
 pub const AUTH_METADATA_ENV: &[Source] = &[
     Source::AuthParams,

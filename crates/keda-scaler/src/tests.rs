@@ -63,6 +63,10 @@ impl ScalerKind for FakeKind {
         })
     }
 
+    fn params() -> Vec<crate::params::ParamInfo> {
+        Vec::new()
+    }
+
     fn metric_specs(metadata: &FakeMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {
         #[allow(clippy::cast_precision_loss)]
         let target = metadata.target as f64;

@@ -12,7 +12,8 @@ use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalize_metric_name, normalized_metric_name};
-use crate::params::MetadataParser;
+use crate::ScalerMetadata;
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::Pools;
 use crate::registry::Registry;
 use crate::scaler::Scaler;
@@ -224,6 +225,19 @@ pub fn set_fake_value(key: &str, value: Result<f64, BackendError>) {
         .insert(key.to_owned(), value);
 }
 
+/// The parameters of a [`FakeScaler`].
+#[derive(Debug, ScalerMetadata)]
+struct FakeParams {
+    #[param(name = "value")]
+    value: f64,
+    #[param(name = "key")]
+    key: Option<String>,
+    #[param(name = "activation", default = 0.0)]
+    activation: f64,
+    #[param(name = "target", default = 5.0)]
+    target: f64,
+}
+
 /// Parsed trigger of a [`FakeScaler`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct FakeMetadata {
@@ -256,10 +270,12 @@ impl ScalerKind for FakeScaler {
     fn parse(config: &ScalerConfig) -> Result<FakeMetadata, ScalerError> {
         let metric_type = config.external_metric_type()?;
         let mut p = MetadataParser::new(config);
-        let value = p.param("value").required();
-        let key = p.param("key").optional();
-        let activation = p.param("activation").with_default(0.0);
-        let target = p.param("target").with_default(5.0);
+        let FakeParams {
+            value,
+            key,
+            activation,
+            target,
+        } = FakeParams::from_params(&mut p);
         p.finish()?;
         Ok(FakeMetadata {
             value,
@@ -268,6 +284,10 @@ impl ScalerKind for FakeScaler {
             target,
             metric_type,
         })
+    }
+
+    fn params() -> Vec<ParamInfo> {
+        FakeParams::params()
     }
 
     fn metric_specs(metadata: &FakeMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {

@@ -16,8 +16,9 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use crate::ScalerMetadata;
 use crate::config::ScalerConfig;
 use crate::error::{BackendError, BackendKind};
+use crate::params::{AUTH_ENV, ENV};
 use crate::params::{
-    AUTH_METADATA_ENV, AUTH_PARAMS, FromParams, METADATA_ENV, MetadataParser, ParamInfo, Source,
+    AUTH_METADATA_ENV, AUTH_PARAMS, FromParams, METADATA_ENV, MetadataParser, ParamInfo,
 };
 
 /// Where AWS credentials come from (spec §1.11).
@@ -223,10 +224,6 @@ pub struct AwsKeyParams {
     secret_access_key: Option<String>,
 }
 
-/// See [`AwsKeyParams`].
-const AUTH_ENV: &[Source] = &[Source::AuthParams, Source::ResolvedEnv];
-/// See [`AwsKeyParams`].
-const ENV_ONLY: &[Source] = &[Source::ResolvedEnv];
 
 impl FromParams for AwsKeyParams {
     fn from_params(p: &mut MetadataParser<'_>) -> Self {
@@ -243,7 +240,7 @@ impl FromParams for AwsKeyParams {
             .param("awsSecretAccessKey")
             .from(AUTH_PARAMS)
             .optional()
-            .or_else(|| p.param("awsSecretAccessKey").from(ENV_ONLY).optional());
+            .or_else(|| p.param("awsSecretAccessKey").from(ENV).optional());
         Self {
             access_key_id,
             secret_access_key,

@@ -17,7 +17,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::ScalerMetadata;
 use crate::error::BackendError;
 use crate::http::{HttpClient, HttpIdentity};
-use crate::params::{FromParams, MetadataParser, ParamInfo, Source};
+use crate::params::{AUTH_ENV};
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{Lease, Pools};
 use crate::tls::TlsSettings;
 
@@ -30,8 +31,6 @@ pub const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 /// Entity paths keep `/` (hierarchical names).
 pub const PATH: &AsciiSet = &QUERY.remove(b'/');
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-/// `connection`: auth params, then `connectionFromEnv`; never plain metadata (it holds a key).
-pub const AUTH_ENV: &[Source] = &[Source::AuthParams, Source::ResolvedEnv];
 
 /// The `connection` parameter (a connection string). Written by hand rather than derived: the
 /// derive's `from =` names the source lists of `keda_scaler::params`, which has no

@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use crate::ScalerMetadata;
 use crate::error::{BackendError, ConnectError};
 use crate::http::{HttpClient, HttpIdentity, PostRequest, status_error};
-use crate::params::{FromParams, MetadataParser, ParamInfo, Source};
+use crate::params::{ENV};
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{KeyedPool, Lease, Pools};
 use crate::tls::TlsSettings;
 
@@ -45,8 +46,6 @@ const TOKEN_LIFETIME: u64 = 3600;
 /// A cached token is replaced this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
-/// `credentials`: only through `credentialsFromEnv` (the key JSON in the target's env).
-pub const ENV_ONLY: &[Source] = &[Source::ResolvedEnv];
 
 /// Where the service-account JSON comes from (§1.12).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +89,7 @@ pub struct CredentialsFromEnv {
 impl FromParams for CredentialsFromEnv {
     fn from_params(p: &mut MetadataParser<'_>) -> Self {
         Self {
-            json: p.param("credentials").from(ENV_ONLY).optional(),
+            json: p.param("credentials").from(ENV).optional(),
         }
     }
 
@@ -98,7 +97,7 @@ impl FromParams for CredentialsFromEnv {
         vec![ParamInfo {
             name: "credentials",
             aliases: &[],
-            sources: ENV_ONLY,
+            sources: ENV,
             optional: true,
             default: None,
             allowed: &[],

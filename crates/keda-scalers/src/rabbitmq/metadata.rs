@@ -10,11 +10,10 @@ use super::amqp::redact_userinfo;
 use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::ScalerError;
-use crate::params::{FromParams, MetadataParser, ParamInfo, Source};
+use crate::params::{AUTH_ENV};
+use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::tls::TlsSettings;
 
-/// `username`/`password`: auth params, then `FromEnv`.
-const AUTH_ENV: &[Source] = &[Source::AuthParams, Source::ResolvedEnv];
 
 /// KEDA's default when neither `mode`, `value` nor `queueLength` is given.
 const DEFAULT_QUEUE_LENGTH: f64 = 20.0;

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
 use crate::kind::{Descriptor, Example, Reading, ScalerKind};
 use crate::metrics::{MetricSpec, MetricTarget, normalize_metric_name, normalized_metric_name};
-use crate::ScalerMetadata;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::Pools;
 use crate::registry::Registry;

@@ -224,7 +224,6 @@ pub struct AwsKeyParams {
     secret_access_key: Option<String>,
 }
 
-
 impl FromParams for AwsKeyParams {
     fn from_params(p: &mut MetadataParser<'_>) -> Self {
         let from_auth: Option<String> = p

@@ -17,7 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::ScalerMetadata;
 use crate::error::BackendError;
 use crate::http::{HttpClient, HttpIdentity};
-use crate::params::{AUTH_ENV};
+use crate::params::AUTH_ENV;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{Lease, Pools};
 use crate::tls::TlsSettings;

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::ScalerMetadata;
 use crate::error::{BackendError, ConnectError};
 use crate::http::{HttpClient, HttpIdentity, PostRequest, status_error};
-use crate::params::{ENV};
+use crate::params::ENV;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{KeyedPool, Lease, Pools};
 use crate::tls::TlsSettings;
@@ -45,7 +45,6 @@ const SCOPE: &str = "https://www.googleapis.com/auth/monitoring.read";
 const TOKEN_LIFETIME: u64 = 3600;
 /// A cached token is replaced this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
-
 
 /// Where the service-account JSON comes from (§1.12).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,10 +10,9 @@ use super::amqp::redact_userinfo;
 use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::ScalerError;
-use crate::params::{AUTH_ENV};
+use crate::params::AUTH_ENV;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::tls::TlsSettings;
-
 
 /// KEDA's default when neither `mode`, `value` nor `queueLength` is given.
 const DEFAULT_QUEUE_LENGTH: f64 = 20.0;

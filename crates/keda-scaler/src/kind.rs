@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::{BackendError, ConnectError, ScalerError};
-use crate::metrics::{MetricSpec, MetricValue};
+use crate::metrics::{MetricSpec, MetricValue, count_value};
 use crate::params::ParamInfo;
 use crate::pools::Pools;
 use crate::scaler::Scaler;
@@ -41,18 +41,14 @@ impl Reading {
         Self::new(vec![MetricValue::new(metric_name, value)], active)
     }
 
-    /// A count (queue length, lag, …): active when strictly above `activation`. The one place where
-    /// a backend's integer becomes the HPA's float; counts beyond 2^53 lose precision, as in KEDA.
+    /// A count (queue length, lag, …): active when strictly above `activation`.
     pub fn count(metric_name: &str, count: i64, activation: i64) -> Self {
-        #[allow(clippy::cast_precision_loss)]
-        let value = count as f64;
-        Self::value(metric_name, value, count > activation)
+        Self::value(metric_name, count_value(count), count > activation)
     }
 
     /// A count whose activation threshold is a float (KEDA's `activationValue` of some scalers).
     pub fn count_over(metric_name: &str, count: i64, activation: f64) -> Self {
-        #[allow(clippy::cast_precision_loss)]
-        let value = count as f64;
+        let value = count_value(count);
         Self::value(metric_name, value, value > activation)
     }
 }

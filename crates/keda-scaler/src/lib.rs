@@ -30,8 +30,8 @@ pub use error::{BackendError, BackendKind, ConnectError, ErrorKind, ScalerError}
 pub use keda_scaler_derive::ScalerMetadata;
 pub use kind::{ActivitySink, Descriptor, Example, Reading, ScalerKind};
 pub use metrics::{
-    ExternalMetric, MetricSpec, MetricTarget, MetricValue, ResourceMetric, metric_name_with_index,
-    milli_quantity, normalize_metric_name, normalized_metric_name,
+    ExternalMetric, MetricSpec, MetricTarget, MetricValue, ResourceMetric, count_value,
+    metric_name_with_index, milli_quantity, normalize_metric_name, normalized_metric_name,
 };
 pub use pools::{Lease, PooledClient, Pools};
 pub use scaler::Scaler;

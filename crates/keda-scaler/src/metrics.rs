@@ -79,9 +79,7 @@ impl MetricTarget {
     /// A target of `kind` for a count (list length, lag): the one place a count target becomes the
     /// HPA's float.
     pub fn count(kind: MetricTargetKind, count: i64) -> Self {
-        #[allow(clippy::cast_precision_loss)]
-        let value = count as f64;
-        Self::new(kind, value)
+        Self::new(kind, count_value(count))
     }
 
     /// The target as a Kubernetes quantity string (milli precision; NaN/Inf/negative → `"0"`).
@@ -136,6 +134,14 @@ pub fn metric_name_with_index(trigger_index: usize, suffix: &str) -> String {
 /// normalizing, as KEDA does.
 pub fn normalized_metric_name(trigger_index: usize, suffix: &str) -> String {
     metric_name_with_index(trigger_index, &normalize_metric_name(suffix))
+}
+
+/// A backend's count as the HPA's float: the one place the conversion happens. Counts beyond
+/// 2^53 lose precision, as they do in KEDA.
+pub fn count_value(count: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let value = count as f64;
+    value
 }
 
 /// Renders `value` as a canonical Kubernetes decimal quantity with milli precision: 5 → `"5"`,

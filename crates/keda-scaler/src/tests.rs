@@ -68,8 +68,7 @@ impl ScalerKind for FakeKind {
     }
 
     fn metric_specs(metadata: &FakeMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {
-        #[allow(clippy::cast_precision_loss)]
-        let target = metadata.target as f64;
+        let target = crate::metrics::count_value(metadata.target);
         Some(vec![MetricSpec::external(
             normalized_metric_name(config.trigger_index, "fake"),
             MetricTarget::new(metadata.metric_type, target),

@@ -17,8 +17,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::ScalerMetadata;
 use crate::error::BackendError;
 use crate::http::{HttpClient, HttpIdentity};
-use crate::params::AUTH_ENV;
-use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::pools::{Lease, Pools};
 use crate::tls::TlsSettings;
 
@@ -32,12 +30,11 @@ pub const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 pub const PATH: &AsciiSet = &QUERY.remove(b'/');
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// The `connection` parameter (a connection string). Written by hand rather than derived: the
-/// derive's `from =` names the source lists of `keda_scaler::params`, which has no
-/// auth-params-then-env list.
-#[derive(Clone, Default)]
+/// The `connection` parameter (a connection string): from auth params, then `connectionFromEnv`.
+#[derive(Clone, Default, ScalerMetadata)]
 pub struct ConnectionParams {
     /// The connection string, unparsed.
+    #[param(name = "connection", from = AUTH_ENV)]
     pub connection: Option<String>,
 }
 
@@ -50,29 +47,6 @@ impl fmt::Debug for ConnectionParams {
                 &self.connection.as_ref().map(|_| "<redacted>"),
             )
             .finish()
-    }
-}
-
-impl FromParams for ConnectionParams {
-    fn from_params(p: &mut MetadataParser<'_>) -> Self {
-        Self {
-            connection: p.param("connection").from(AUTH_ENV).optional(),
-        }
-    }
-
-    fn params() -> Vec<ParamInfo> {
-        vec![ParamInfo {
-            name: "connection",
-            aliases: &[],
-            sources: AUTH_ENV,
-            optional: true,
-            default: None,
-            allowed: &[],
-            exclusive: &[],
-            separator: None,
-            deprecated: None,
-            deprecated_announce: None,
-        }]
     }
 }
 

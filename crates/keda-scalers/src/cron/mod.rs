@@ -166,9 +166,8 @@ impl CronScaler {
     /// The metric value at `now`: `desiredReplicas` inside a window, 0 outside.
     pub fn value_at(&self, now: Timestamp) -> Result<(f64, bool), ScalerError> {
         let active = self.activity_at(now)?;
-        #[allow(clippy::cast_precision_loss)]
         let value = if active {
-            self.metadata.desired_replicas as f64
+            crate::metrics::count_value(self.metadata.desired_replicas)
         } else {
             0.0
         };

@@ -24,8 +24,7 @@ use tokio::time::Instant;
 use crate::ScalerMetadata;
 use crate::error::{BackendError, ConnectError};
 use crate::http::{HttpClient, HttpIdentity, PostRequest, status_error};
-use crate::params::ENV;
-use crate::params::{FromParams, MetadataParser, ParamInfo};
+use crate::params::MetadataParser;
 use crate::pools::{KeyedPool, Lease, Pools};
 use crate::tls::TlsSettings;
 
@@ -76,36 +75,12 @@ impl CredentialsSource {
     }
 }
 
-/// The `credentials` parameter (read as `credentialsFromEnv`). Written by hand rather than
-/// derived: the derive's `from =` names the source lists of `keda_scaler::params`, which has no
-/// env-only list.
-#[derive(Clone, Default)]
+/// The `credentials` parameter, read only as `credentialsFromEnv`.
+#[derive(Clone, Default, ScalerMetadata)]
 pub struct CredentialsFromEnv {
     /// The key JSON from the target's env.
+    #[param(name = "credentials", from = ENV)]
     pub json: Option<String>,
-}
-
-impl FromParams for CredentialsFromEnv {
-    fn from_params(p: &mut MetadataParser<'_>) -> Self {
-        Self {
-            json: p.param("credentials").from(ENV).optional(),
-        }
-    }
-
-    fn params() -> Vec<ParamInfo> {
-        vec![ParamInfo {
-            name: "credentials",
-            aliases: &[],
-            sources: ENV,
-            optional: true,
-            default: None,
-            allowed: &[],
-            exclusive: &[],
-            separator: None,
-            deprecated: None,
-            deprecated_announce: None,
-        }]
-    }
 }
 
 /// The credentials parameters every GCP trigger reads, in KEDA's order of preference.
@@ -500,12 +475,11 @@ pub fn parse_query_response(body: &[u8]) -> Result<SeriesValue, BackendError> {
     }
     if let Some(i) = value.get("int64Value") {
         // int64 travels as a JSON string.
-        #[allow(clippy::cast_precision_loss)]
         return i
             .as_str()
             .and_then(|s| s.parse::<i64>().ok())
             .or_else(|| i.as_i64())
-            .map(|v| SeriesValue::Value(v as f64))
+            .map(|v| SeriesValue::Value(crate::metrics::count_value(v)))
             .ok_or_else(|| BackendError::protocol(format!("invalid int64Value {i}")));
     }
     Ok(SeriesValue::NoPoints)

@@ -10,7 +10,6 @@ use super::amqp::redact_userinfo;
 use crate::ScalerMetadata;
 use crate::config::{MetricTargetKind, ScalerConfig};
 use crate::error::ScalerError;
-use crate::params::AUTH_ENV;
 use crate::params::{FromParams, MetadataParser, ParamInfo};
 use crate::tls::TlsSettings;
 
@@ -231,24 +230,13 @@ struct TriggerParams {
     timeout: Option<Duration>,
 }
 
-/// `username`/`password` come from auth params, then `FromEnv` — a source order the derive's
-/// lists do not have, so they are read by hand between the two derived groups.
-const CREDENTIAL_PARAMS: [ParamInfo; 2] =
-    [credential_param("username"), credential_param("password")];
-
-const fn credential_param(name: &'static str) -> ParamInfo {
-    ParamInfo {
-        name,
-        aliases: &[],
-        sources: AUTH_ENV,
-        optional: true,
-        default: None,
-        allowed: &[],
-        exclusive: &[],
-        separator: None,
-        deprecated: None,
-        deprecated_announce: None,
-    }
+/// `username`/`password`: from auth params, then `FromEnv`; read between the two other groups.
+#[derive(ScalerMetadata)]
+struct CredentialParams {
+    #[param(name = "username", from = AUTH_ENV)]
+    username: Option<String>,
+    #[param(name = "password", from = AUTH_ENV)]
+    password: Option<String>,
 }
 
 /// TLS, workload identity and OAuth2 parameters, read after the credentials.
@@ -283,7 +271,7 @@ struct SecurityParams {
 /// The `rabbitmq` parameter table, in the order [`parse`] reads it.
 pub fn params() -> Vec<ParamInfo> {
     let mut params = TriggerParams::params();
-    params.extend(CREDENTIAL_PARAMS);
+    params.extend(CredentialParams::params());
     params.extend(SecurityParams::params());
     params
 }
@@ -311,8 +299,7 @@ pub fn parse(config: &ScalerConfig) -> Result<RabbitMqMetadata, ScalerError> {
     let activation_value = activation_value.unwrap_or(0.0);
     let use_regex = use_regex.unwrap_or(false);
     let exclude_unacknowledged = exclude_unacknowledged.unwrap_or(false);
-    let username: Option<String> = p.param("username").from(AUTH_ENV).optional();
-    let password: Option<String> = p.param("password").from(AUTH_ENV).optional();
+    let CredentialParams { username, password } = CredentialParams::from_params(&mut p);
     let SecurityParams {
         tls: tls_raw,
         ca,

@@ -236,6 +236,8 @@ struct FakeParams {
     activation: f64,
     #[param(name = "target", default = 5.0)]
     target: f64,
+    #[param(name = "metricName", default = "fake")]
+    metric_name: String,
 }
 
 /// Parsed trigger of a [`FakeScaler`].
@@ -251,6 +253,8 @@ pub struct FakeMetadata {
     pub target: f64,
     /// From the trigger's `metricType`.
     pub metric_type: MetricTargetKind,
+    /// `metricName`: the metric is `s<index>-<metricName>` (default `fake`).
+    pub metric_name: String,
 }
 
 /// A scaler without a backend for tests of the runtime and the registry: reads `value`, or what
@@ -275,6 +279,7 @@ impl ScalerKind for FakeScaler {
             key,
             activation,
             target,
+            metric_name,
         } = FakeParams::from_params(&mut p);
         p.finish()?;
         Ok(FakeMetadata {
@@ -283,6 +288,7 @@ impl ScalerKind for FakeScaler {
             activation,
             target,
             metric_type,
+            metric_name,
         })
     }
 
@@ -292,7 +298,7 @@ impl ScalerKind for FakeScaler {
 
     fn metric_specs(metadata: &FakeMetadata, config: &ScalerConfig) -> Option<Vec<MetricSpec>> {
         Some(vec![MetricSpec::external(
-            normalized_metric_name(config.trigger_index, "fake"),
+            normalized_metric_name(config.trigger_index, &metadata.metric_name),
             MetricTarget::new(metadata.metric_type, metadata.target),
         )])
     }

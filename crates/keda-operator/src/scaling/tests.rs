@@ -50,6 +50,7 @@ fn fake(target: f64, answer: Result<(f64, bool), &str>) -> Fake {
 async fn set_of(fake: &Fake) -> TriggerSet {
     let config = ScalerConfig::new("fake", 0).with_metadata([
         ("value", "0"),
+        ("metricName", "queue"),
         ("key", fake.key.as_str()),
         ("target", fake.target.to_string().as_str()),
     ]);
